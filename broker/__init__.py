@@ -1,0 +1,1 @@
+"""The logfabric broker: forwards records from producers to subscribers."""

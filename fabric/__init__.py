@@ -1,0 +1,38 @@
+"""logfabric: ship real Python LogRecords over ZeroMQ, and receive them safely.
+
+Producers::
+
+    import fabric
+    fabric.install("tcp://broker:5557", level="INFO")
+
+Subscribers::
+
+    with fabric.ZmqListener("tcp://broker:5558", logging.StreamHandler(), level="WARNING"):
+        ...
+
+    for record in fabric.subscribe("tcp://broker:5558", loggers=["app.db"]):
+        ...
+"""
+
+from __future__ import annotations
+
+from fabric.codec import Limits, MalformedRecord, decode, encode
+from fabric.handler import ZmqHandler
+from fabric.install import install
+from fabric.listener import ZmqListener
+from fabric.subscribe import Subscription, subscribe
+
+__all__ = [
+    "Limits",
+    "MalformedRecord",
+    "Subscription",
+    "ZmqHandler",
+    "ZmqListener",
+    "__version__",
+    "decode",
+    "encode",
+    "install",
+    "subscribe",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""What every subscriber does with a received message: decode, check, filter, find gaps.
+
+Shared by :class:`fabric.ZmqListener` (a thread) and :func:`fabric.subscribe`
+(an iterator), so both count and report the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import zmq
+
+from fabric import _sockets
+from fabric.codec import Limits, MalformedRecord, decode
+from fabric.topic import matches, subscriptions
+
+GAP_LOGGER = "logfabric.gaps"
+_diag = logging.getLogger("logfabric.listener")
+_MAX_TRACKED = 100_000
+
+
+def resolve_level(level: int | str | None) -> int | None:
+    """Turn a level name or number into a number, with a clear error for nonsense."""
+    if level is None or (isinstance(level, int) and not isinstance(level, bool)):
+        return level
+    if isinstance(level, str):
+        text = level.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        number = logging.getLevelNamesMapping().get(text.upper())
+        if number is not None:
+            return number
+    names = ", ".join(n for n in logging.getLevelNamesMapping() if n != "WARN")
+    raise ValueError(f"unknown level {level!r}: use a number or one of {names}")
+
+
+class Intake:
+    """Decode and vet messages for one subscriber; keep its counters.
+
+    ``stats`` holds ``received`` (records delivered), ``malformed`` (frames
+    rejected), ``filtered`` (valid records outside the filter), ``gaps``
+    (records a producer sent that never arrived), ``truncated`` (fields cut to
+    fit the limits) and ``errors`` (local handler failures).
+    """
+
+    def __init__(
+        self,
+        level: int | str | None = None,
+        loggers: Iterable[str] = (),
+        services: Iterable[str] = (),
+        limits: Limits | None = None,
+    ) -> None:
+        self.level = resolve_level(level)
+        self.loggers = tuple(loggers) if not isinstance(loggers, str) else (loggers,)
+        self.services = frozenset((services,) if isinstance(services, str) else services)
+        self.limits = limits or Limits()
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("received", "malformed", "filtered", "gaps", "truncated", "errors"), 0
+        )
+        self._last: dict[tuple[int, bytes], int] = {}
+        self._filtering = self.level is not None or bool(self.loggers) or bool(self.services)
+        self._last_warning = 0.0
+        self._unreported = 0
+
+    def subscriptions(self) -> list[bytes]:
+        """The SUB prefixes for this filter (see :mod:`fabric.topic`)."""
+        return subscriptions(self.level, self.loggers, self.services)
+
+    def receive(self, frames: Sequence[bytes]) -> list[logging.LogRecord]:
+        """Return the records one message yields: a gap notice, then the record.
+
+        Malformed messages yield nothing and are counted; nothing raises.
+        """
+        if len(frames) != 2:
+            self._malformed(f"expected 2 frames (topic, payload), got {len(frames)}")
+            return []
+        topic, payload = frames
+        try:
+            decoded = decode(payload, self.limits)
+        except MalformedRecord as exc:
+            self._malformed(str(exc))
+            return []
+        record = decoded.record
+        if decoded.truncated:
+            self.stats["truncated"] += decoded.truncated
+        out: list[logging.LogRecord] = []
+        key = (decoded.producer_id, topic)
+        last = self._last.get(key)
+        if last is None or decoded.seq > last:
+            if last is not None and decoded.seq > last + 1:
+                out.append(self._gap(record, decoded.seq - last - 1, last))
+            elif last is None and len(self._last) >= _MAX_TRACKED:
+                del self._last[next(iter(self._last))]
+            self._last[key] = decoded.seq
+        if self._filtering and not matches(
+            record.levelno, record.name, record.__dict__["service"], self.level, self.loggers, self.services
+        ):
+            self.stats["filtered"] += 1
+            return out
+        self.stats["received"] += 1
+        out.append(record)
+        return out
+
+    def _gap(self, record: logging.LogRecord, lost: int, last: int) -> logging.LogRecord:
+        self.stats["gaps"] += lost
+        origin = record.__dict__
+        fields: dict[str, Any] = {
+            "name": GAP_LOGGER,
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "msg": "lost %d record(s) from service %r on host %r (producer %s, topic %r): seq %d to %d never arrived",
+            "args": (
+                lost,
+                origin["service"],
+                origin["host"],
+                origin["producer_id"],
+                f"{record.levelno // 10}:{record.name}",
+                last + 1,
+                last + lost,
+            ),
+            "service": origin["service"],
+            "host": origin["host"],
+            "producer_id": origin["producer_id"],
+            "lost": lost,
+        }
+        return logging.makeLogRecord(fields)
+
+    def _malformed(self, reason: str) -> None:
+        self.stats["malformed"] += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 10.0:
+            _diag.warning(
+                "skipped a malformed message (%d in all, %d since the last warning): %s",
+                self.stats["malformed"],
+                self._unreported + 1,
+                reason[:300],
+            )
+            self._last_warning = now
+            self._unreported = 0
+        else:
+            self._unreported += 1
+
+
+def open_socket(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    endpoints: Sequence[str],
+    mode: str,
+    bind: bool,
+    topics: Iterable[bytes],
+) -> zmq.Socket[bytes]:
+    """Create a SUB or PULL socket attached to every endpoint."""
+    if mode not in ("sub", "pull"):
+        raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
+    sock = ctx.socket(zmq.SUB if mode == "sub" else zmq.PULL)
+    try:
+        sock.setsockopt(zmq.RCVHWM, _sockets.DEFAULT_HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, _sockets.DEFAULT_MAX_MESSAGE)
+        sock.setsockopt(zmq.LINGER, 0)
+        _sockets.tune(sock)
+        if mode == "sub":
+            for topic in topics:
+                sock.setsockopt(zmq.SUBSCRIBE, topic)
+        for endpoint in endpoints:
+            _sockets.attach(sock, endpoint, bind)
+    except Exception:
+        sock.close(linger=0)
+        raise
+    return sock

@@ -1,0 +1,51 @@
+"""Socket options shared by producers and subscribers, and endpoint checks."""
+
+from __future__ import annotations
+
+import zmq
+
+#: Default high-water mark: room for a 10,000-record burst with margin.
+DEFAULT_HWM = 50_000
+#: Default largest message a socket accepts (libzmq drops larger ones and resets).
+DEFAULT_MAX_MESSAGE = 1024 * 1024
+
+_SCHEMES = ("tcp://", "ipc://", "inproc://", "pgm://", "epgm://", "vmci://", "udp://")
+
+
+def check_endpoint(endpoint: object) -> str:
+    """Return ``endpoint`` if it looks like a ZeroMQ endpoint, else raise ValueError."""
+    if not isinstance(endpoint, str) or not endpoint.startswith(_SCHEMES) or endpoint[-3:] == "://":
+        raise ValueError(
+            f"invalid endpoint {endpoint!r}: expected a ZeroMQ address such as "
+            "'tcp://127.0.0.1:5557', 'ipc:///tmp/logs.sock' or 'inproc://logs'"
+        )
+    return endpoint
+
+
+def endpoint_list(endpoints: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Normalise one endpoint or a sequence of them to a checked list."""
+    items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    if not items:
+        raise ValueError("no endpoint given: pass at least one, such as 'tcp://127.0.0.1:5558'")
+    return [check_endpoint(e) for e in items]
+
+
+def attach(sock: zmq.Socket[bytes], endpoint: str, bind: bool) -> None:
+    """Bind or connect ``sock``, turning zmq's terse errors into actionable ones."""
+    try:
+        if bind:
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        verb = "bind to" if bind else "connect to"
+        raise ValueError(f"cannot {verb} {endpoint!r}: {exc.strerror}") from exc
+
+
+def tune(sock: zmq.Socket[bytes]) -> None:
+    """Set reconnect and heartbeat options so a dead peer is noticed in seconds."""
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, 3000)

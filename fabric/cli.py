@@ -1,0 +1,32 @@
+"""The ``logfabric`` command: one entry point whose subcommands grow with the project."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fabric import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``logfabric``; return the exit code."""
+    parser = argparse.ArgumentParser(prog="logfabric", description="ZeroMQ logging fabric for Python.")
+    parser.add_argument("--version", action="version", version=f"logfabric {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run producers, a listener and a live tail, all local")
+    demo.add_argument("--seconds", type=float, default=4.0, help="how long producers log (default 4)")
+    demo.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from fabric.demo import run_demo
+
+        return run_demo(seconds=args.seconds, producers=args.producers)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

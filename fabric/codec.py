@@ -1,0 +1,652 @@
+"""Encode LogRecords for the wire and rehydrate them safely on the other side.
+
+Two codecs share one field vocabulary (``proto/logfabric/v1/record.proto``):
+
+* ``protobuf`` (the default): the payload is the tag byte ``0x01`` followed by a
+  serialised ``logfabric.v1.LogRecord``;
+* ``json``: the payload is an orjson object whose first key is ``"v": 1``.
+
+:func:`decode` tells them apart by the first byte, so a listener never needs to
+be told which codec a producer uses. Decoding never trusts the payload: fields
+are allow-listed and type-checked, sizes are capped, and an extra that would
+shadow a ``LogRecord`` attribute rejects the whole frame with
+:class:`MalformedRecord`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import orjson
+
+from fabric._proto.logfabric.v1 import record_pb2 as _pb
+
+__all__ = [
+    "CODECS",
+    "FABRIC_ATTRIBUTES",
+    "Codec",
+    "Decoded",
+    "Encoder",
+    "Limits",
+    "MalformedRecord",
+    "ProducerIdentity",
+    "decode",
+    "encode",
+    "severity_number",
+]
+
+Codec = Literal["protobuf", "json"]
+CODECS: tuple[Codec, ...] = ("protobuf", "json")
+
+PROTOBUF_V1 = 0x01
+JSON_VERSION = 1
+_PB_TAG = b"\x01"
+
+#: Attributes the fabric adds to every rehydrated record.
+FABRIC_ATTRIBUTES = frozenset({"service", "host", "producer_id", "seq", "exceptions"})
+
+# Attributes every LogRecord has (or gains from a Formatter): never sent as
+# extras, never accepted as extras.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Names an incoming extra may not take: the standard attributes plus every
+# attribute and method of the class (getMessage, __dict__, __class__, ...).
+_FORBIDDEN = _STANDARD | frozenset(dir(logging.LogRecord))
+_BASE_LEN = len(logging.makeLogRecord({}).__dict__)
+
+_RELATIONS = ("raised", "cause", "context")
+_MAX_CHAIN = 16
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class MalformedRecord(ValueError):
+    """A payload that is not a well-formed, safe logfabric record."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps applied when rehydrating untrusted records.
+
+    Text over a cap is truncated with a visible marker, never silently.
+    """
+
+    message: int = 128 * 1024
+    """Characters kept of the message body."""
+    traceback: int = 128 * 1024
+    """Characters kept of ``exc_text`` and of ``stack_info`` each."""
+    field: int = 4096
+    """Characters kept of every other text field (names, paths, ...)."""
+    extras: int = 64
+    """Number of extras kept; the rest are dropped (and counted)."""
+    extra_value: int = 16 * 1024
+    """Characters kept of one extra's text value."""
+
+    @property
+    def smallest(self) -> int:
+        """The smallest cap: a payload no longer than this needs no capping."""
+        return min(self.message, self.traceback, self.field, self.extra_value)
+
+
+@dataclass(frozen=True)
+class ProducerIdentity:
+    """Who sends: constant for one handler in one process."""
+
+    service: str
+    host: str
+    pid: int
+    producer_id: int
+
+
+def severity_number(levelno: int) -> int:
+    """Map a Python level to an OpenTelemetry ``SeverityNumber`` (1-24, 0 unset).
+
+    DEBUG, INFO, WARNING, ERROR and CRITICAL map to 5, 9, 13, 17 and 21; a
+    custom level lands inside its band (TRACE=5 gives 3, SUCCESS=25 gives 11).
+    """
+    if levelno <= 0:
+        return 0
+    band, rest = divmod(levelno, 10)
+    return min(band * 4 + 1 + rest * 4 // 10, 24)
+
+
+_SEVERITY = [severity_number(n) for n in range(100)]
+
+
+def _time_ns(created: float) -> int:
+    # Exact split keeps ``created`` bit-for-bit through ns and back.
+    whole = int(created)
+    return whole * 1_000_000_000 + round((created - whole) * 1e9)
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception as exc:  # a broken __str__ must not lose the record
+        return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _exception_chain(exc: BaseException | None) -> list[tuple[str, str, int]]:
+    chain: list[tuple[str, str, int]] = []
+    seen: set[int] = set()
+    relation = 0
+    while exc is not None and id(exc) not in seen and len(chain) < _MAX_CHAIN:
+        seen.add(id(exc))
+        kind = type(exc)
+        chain.append((f"{kind.__module__}.{kind.__qualname__}", _safe_str(exc), relation))
+        if exc.__cause__ is not None:
+            exc, relation = exc.__cause__, 1
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            exc, relation = exc.__context__, 2
+        else:
+            break
+    return chain
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any] | None:
+    attrs = record.__dict__
+    if len(attrs) == _BASE_LEN:  # LogRecord.__init__ set exactly the standard keys
+        return None
+    extras = {k: v for k, v in attrs.items() if k not in _STANDARD}
+    return extras or None
+
+
+def _json_default(value: object) -> str:
+    return _safe_repr(value)
+
+
+def _to_json(value: object) -> str | None:
+    try:
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError, RecursionError):
+        return None
+
+
+def _exc_text(record: logging.LogRecord, formatter: logging.Formatter) -> str | None:
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    return record.exc_text or None
+
+
+_DEFAULT_FORMATTER = logging.Formatter()
+
+
+class Encoder:
+    """Serialise records for one producer: identity and codec fixed, seq per call.
+
+    The message is merged with its args (``record.getMessage()``) so args never
+    travel; ``exc_info`` becomes ``exc_text`` plus a structured exception chain.
+    ``formatter`` (default: a plain :class:`logging.Formatter`) formats only the
+    exception and stack text. Extras that are not JSON-able travel as ``repr()``.
+    """
+
+    __slots__ = ("_encode", "_prefix", "codec", "formatter", "identity")
+
+    def __init__(
+        self,
+        identity: ProducerIdentity,
+        codec: Codec = "protobuf",
+        formatter: logging.Formatter | None = None,
+    ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
+        self.identity = identity
+        self.codec = codec
+        self.formatter = formatter or _DEFAULT_FORMATTER
+        self._prefix = _identity_bytes(identity)
+        self._encode = _encode_protobuf if codec == "protobuf" else _encode_json
+
+    def encode(self, record: logging.LogRecord, seq: int) -> bytes:
+        """Return the payload for ``record`` as the producer's ``seq``-th record."""
+        return self._encode(record, self, seq)
+
+
+def encode(
+    record: logging.LogRecord,
+    identity: ProducerIdentity,
+    seq: int,
+    codec: Codec = "protobuf",
+    formatter: logging.Formatter | None = None,
+) -> bytes:
+    """Serialise one record; see :class:`Encoder`, which a producer should keep."""
+    return Encoder(identity, codec, formatter).encode(record, seq)
+
+
+def _identity_bytes(identity: ProducerIdentity) -> bytes:
+    # The constant producer fields, serialised once. Protobuf merges repeated
+    # occurrences of an embedded message, so appending a record that sets only
+    # producer.seq to these bytes yields the complete producer.
+    msg = _pb.LogRecord()
+    p = msg.producer
+    p.service = identity.service
+    p.host = identity.host
+    p.pid = identity.pid
+    p.producer_id = identity.producer_id
+    return _PB_TAG + msg.SerializeToString()
+
+
+def _set_value(value_msg: Any, value: object) -> None:
+    if isinstance(value, str):
+        value_msg.string_value = value
+    elif isinstance(value, bool):
+        value_msg.bool_value = value
+    elif isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        value_msg.int_value = value
+    elif isinstance(value, float):
+        value_msg.double_value = value
+    else:
+        text = _to_json(value)
+        if text is None:
+            value_msg.string_value = _safe_repr(value)
+        else:
+            value_msg.json_value = text
+
+
+def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+    fmt = enc.formatter
+    m = _pb.LogRecord()
+    levelno = record.levelno
+    m.time_unix_nano = _time_ns(record.created)
+    m.severity_number = _SEVERITY[levelno] if 0 <= levelno < 100 else severity_number(levelno)
+    m.severity_text = record.levelname
+    m.body = record.getMessage()
+    m.name = record.name
+    m.levelno = levelno
+    m.pathname = record.pathname
+    m.filename = record.filename
+    m.module = record.module
+    m.lineno = record.lineno
+    if record.funcName:
+        m.func_name = record.funcName
+    m.msecs = record.msecs
+    m.relative_created = record.relativeCreated
+    if record.thread:
+        m.thread = record.thread
+    if record.threadName:
+        m.thread_name = record.threadName
+    if record.process:
+        m.process = record.process
+    if record.processName:
+        m.process_name = record.processName
+    task = getattr(record, "taskName", None)
+    if task:
+        m.task_name = task
+    exc_text = _exc_text(record, fmt)
+    if exc_text:
+        m.exc_text = exc_text
+        if record.exc_info:
+            for kind, message, relation in _exception_chain(record.exc_info[1]):
+                e = m.exceptions.add()
+                e.type = kind
+                e.message = message
+                e.relation = relation  # type: ignore[assignment]
+    if record.stack_info:
+        m.stack_info = fmt.formatStack(record.stack_info)
+    extras = _extras(record)
+    if extras:
+        attributes = m.attributes
+        for key, value in extras.items():
+            _set_value(attributes[key], value)
+    m.producer.seq = seq
+    return enc._prefix + m.SerializeToString()
+
+
+def _json_extra(value: object) -> object:
+    if isinstance(value, (str, bool, float)) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else _safe_repr(value)
+    text = _to_json(value)
+    return _safe_repr(value) if text is None else orjson.Fragment(text)
+
+
+def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+    fmt = enc.formatter
+    identity = enc.identity
+    exc_text = _exc_text(record, fmt)
+    doc: dict[str, Any] = {
+        "v": JSON_VERSION,
+        "time_unix_nano": _time_ns(record.created),
+        "severity_number": severity_number(record.levelno),
+        "severity_text": record.levelname,
+        "body": record.getMessage(),
+        "name": record.name,
+        "levelno": record.levelno,
+        "pathname": record.pathname,
+        "filename": record.filename,
+        "module": record.module,
+        "lineno": record.lineno,
+        "func_name": record.funcName,
+        "msecs": record.msecs,
+        "relative_created": record.relativeCreated,
+        "thread": record.thread,
+        "thread_name": record.threadName,
+        "process": record.process,
+        "process_name": record.processName,
+        "task_name": getattr(record, "taskName", None),
+        "exc_text": exc_text,
+        "stack_info": fmt.formatStack(record.stack_info) if record.stack_info else None,
+        "producer": {
+            "service": identity.service,
+            "host": identity.host,
+            "pid": identity.pid,
+            "producer_id": identity.producer_id,
+            "seq": seq,
+        },
+    }
+    if exc_text and record.exc_info:
+        doc["exceptions"] = [
+            {"type": kind, "message": message, "relation": _RELATIONS[relation]}
+            for kind, message, relation in _exception_chain(record.exc_info[1])
+        ]
+    extras = _extras(record)
+    if extras:
+        doc["attributes"] = {str(k): _json_extra(v) for k, v in extras.items()}
+    return orjson.dumps(doc)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class Decoded(NamedTuple):
+    """A rehydrated record plus what the listener needs to track its producer."""
+
+    record: logging.LogRecord
+    producer_id: int
+    seq: int
+    truncated: int
+    """How many fields or extras were cut to fit :class:`Limits`."""
+
+
+# Text attributes of a rehydrated record that the caps apply to.
+_CAPPED = (
+    ("msg", "message"),
+    ("exc_text", "traceback"),
+    ("stack_info", "traceback"),
+    ("name", "field"),
+    ("levelname", "field"),
+    ("pathname", "field"),
+    ("filename", "field"),
+    ("module", "field"),
+    ("funcName", "field"),
+    ("threadName", "field"),
+    ("processName", "field"),
+    ("taskName", "field"),
+    ("service", "field"),
+    ("host", "field"),
+)
+
+
+def _truncate(value: str, cap: int) -> str:
+    return f"{value[:cap]}... [logfabric: truncated {len(value) - cap} chars]"
+
+
+def _apply_caps(attrs: dict[str, Any], extras: dict[str, Any], lim: Limits) -> int:
+    """Truncate oversized text in place; return how many cuts were made."""
+    cuts = 0
+    for key, which in _CAPPED:
+        value = attrs[key]
+        cap = getattr(lim, which)
+        if value is not None and len(value) > cap:
+            attrs[key] = _truncate(value, cap)
+            cuts += 1
+    for key, value in extras.items():
+        if isinstance(value, str) and len(value) > lim.extra_value:
+            extras[key] = _truncate(value, lim.extra_value)
+            cuts += 1
+    if attrs["exceptions"]:
+        for e in attrs["exceptions"]:
+            for k in ("type", "message"):
+                if len(e[k]) > lim.field:
+                    e[k] = _truncate(e[k], lim.field)
+                    cuts += 1
+    return cuts
+
+
+def _check_extras(extras: dict[str, Any], lim: Limits) -> tuple[dict[str, Any], int]:
+    """Reject shadowing names; rename fabric names; keep at most ``lim.extras``."""
+    out: dict[str, Any] = {}
+    dropped = 0
+    for key, value in extras.items():
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise MalformedRecord(f"extra name must be a non-empty str of at most 256 chars, got {key!r:.80}")
+        if key in _FORBIDDEN:
+            raise MalformedRecord(f"extra {key!r} would shadow a LogRecord attribute")
+        if len(out) >= lim.extras:
+            dropped += 1
+            continue
+        out[f"extra_{key}" if key in FABRIC_ATTRIBUTES else key] = value
+    return out, dropped
+
+
+def _finish(
+    attrs: dict[str, Any], extras: dict[str, Any], size: int, lim: Limits, producer_id: int, seq: int
+) -> Decoded:
+    cuts = 0
+    if extras:
+        extras, cuts = _check_extras(extras, lim)
+    if size > lim.smallest:  # only then can any one field exceed its cap
+        cuts += _apply_caps(attrs, extras, lim)
+    if extras:
+        extras.update(attrs)
+        attrs = extras
+    record = _new_record(logging.LogRecord)
+    record.__dict__ = attrs
+    return Decoded(record, producer_id, seq, cuts)
+
+
+_new_record = object.__new__
+
+
+def _pb_value(v: Any) -> object:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "json_value":
+        try:
+            return orjson.loads(v.json_value)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRecord(f"extra holds invalid JSON: {exc}") from None
+    return getattr(v, kind)
+
+
+_PB_FROM = _pb.LogRecord.FromString
+
+
+def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
+    try:
+        m = _PB_FROM(payload[1:])
+    except Exception as exc:  # google.protobuf.message.DecodeError and kin
+        raise MalformedRecord(f"not a valid protobuf record: {exc}") from None
+    p = m.producer
+    producer_id = p.producer_id
+    seq = p.seq
+    created = m.time_unix_nano / 1_000_000_000
+    attrs = {
+        "name": m.name,
+        "msg": m.body,
+        "args": (),
+        "levelname": m.severity_text,
+        "levelno": m.levelno,
+        "pathname": m.pathname,
+        "filename": m.filename,
+        "module": m.module,
+        "exc_info": None,
+        "exc_text": m.exc_text or None,
+        "stack_info": m.stack_info or None,
+        "lineno": m.lineno,
+        "funcName": m.func_name or None,
+        "created": created,
+        "msecs": m.msecs,
+        "relativeCreated": m.relative_created,
+        "thread": m.thread or None,
+        "threadName": m.thread_name or None,
+        "processName": m.process_name or None,
+        "process": m.process or None,
+        "taskName": m.task_name or None,
+        "service": p.service,
+        "host": p.host,
+        "producer_id": f"{producer_id:016x}",
+        "seq": seq,
+        "exceptions": [
+            {
+                "type": e.type,
+                "message": e.message,
+                "relation": _RELATIONS[e.relation] if 0 <= e.relation < 3 else "context",
+            }
+            for e in m.exceptions[:_MAX_CHAIN]
+        ]
+        if m.exceptions
+        else None,
+    }
+    extras = {k: _pb_value(v) for k, v in m.attributes.items()} if m.attributes else {}
+    return _finish(attrs, extras, len(payload), lim, producer_id, seq)
+
+
+# JSON field checks: wire name -> (record attribute, accepted types, nullable, default)
+_STR = (str,)
+_INT = (int,)
+_NUM = (int, float)
+_Spec = dict[str, tuple[str, tuple[type, ...], bool, Any]]
+_JSON_FIELDS: _Spec = {
+    "time_unix_nano": ("created", _INT, False, None),
+    "severity_text": ("levelname", _STR, False, None),
+    "body": ("msg", _STR, False, None),
+    "name": ("name", _STR, False, None),
+    "levelno": ("levelno", _INT, False, None),
+    "pathname": ("pathname", _STR, True, ""),
+    "filename": ("filename", _STR, True, ""),
+    "module": ("module", _STR, True, ""),
+    "lineno": ("lineno", _INT, True, 0),
+    "func_name": ("funcName", _STR, True, None),
+    "msecs": ("msecs", _NUM, True, 0.0),
+    "relative_created": ("relativeCreated", _NUM, True, 0.0),
+    "thread": ("thread", _INT, True, None),
+    "thread_name": ("threadName", _STR, True, None),
+    "process": ("process", _INT, True, None),
+    "process_name": ("processName", _STR, True, None),
+    "task_name": ("taskName", _STR, True, None),
+    "exc_text": ("exc_text", _STR, True, None),
+    "stack_info": ("stack_info", _STR, True, None),
+}
+_JSON_PRODUCER: _Spec = {
+    "service": ("service", _STR, True, ""),
+    "host": ("host", _STR, True, ""),
+    "pid": ("pid", _INT, True, 0),
+    "producer_id": ("producer_id", _INT, False, None),
+    "seq": ("seq", _INT, False, None),
+}
+_INT_RANGE: dict[str, tuple[int, int]] = {
+    "time_unix_nano": (0, 2**64 - 1),
+    "levelno": (-(2**31), 2**31 - 1),
+    "lineno": (-(2**31), 2**31 - 1),
+    "thread": (0, 2**64 - 1),
+    "process": (-(2**31), 2**31 - 1),
+    "pid": (-(2**31), 2**31 - 1),
+    "producer_id": (0, 2**64 - 1),
+    "seq": (0, 2**64 - 1),
+}
+
+
+def _check(doc: Mapping[str, Any], spec: _Spec, out: dict[str, Any]) -> None:
+    for key, (attr, types, nullable, default) in spec.items():
+        value = doc.get(key)
+        if value is None:
+            if not nullable:
+                raise MalformedRecord(f"field {key!r} is required")
+            out[attr] = default
+            continue
+        if type(value) is bool or not isinstance(value, types):
+            expected = "/".join(t.__name__ for t in types)
+            raise MalformedRecord(f"field {key!r} must be {expected}, got {type(value).__name__}")
+        checked: Any = value
+        if key in _INT_RANGE:
+            lo, hi = _INT_RANGE[key]
+            if not lo <= checked <= hi:
+                raise MalformedRecord(f"field {key!r} out of range: {checked}")
+        out[attr] = float(checked) if types is _NUM else checked
+
+
+def _json_exceptions(exceptions: object) -> list[dict[str, str]] | None:
+    if exceptions is None:
+        return None
+    if not isinstance(exceptions, list):
+        raise MalformedRecord("field 'exceptions' must be a list")
+    chain = []
+    for e in exceptions[:_MAX_CHAIN]:
+        if not isinstance(e, dict):
+            raise MalformedRecord("each exception must be an object")
+        kind, message, relation = e.get("type"), e.get("message"), e.get("relation", "context")
+        if not isinstance(kind, str) or not isinstance(message, str) or relation not in _RELATIONS:
+            raise MalformedRecord("an exception needs str 'type', str 'message' and a known 'relation'")
+        chain.append({"type": kind, "message": message, "relation": relation})
+    return chain or None
+
+
+def _decode_json(payload: bytes, lim: Limits) -> Decoded:
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRecord(f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedRecord("a JSON record must be an object")
+    if doc.get("v") != JSON_VERSION:
+        raise MalformedRecord(
+            f"unsupported JSON record version {doc.get('v')!r:.20}; this listener reads v{JSON_VERSION}"
+        )
+    for key in doc:
+        if key in _FORBIDDEN and key not in _JSON_FIELDS:
+            raise MalformedRecord(f"top-level key {key!r} would shadow a LogRecord attribute")
+    producer = doc.get("producer")
+    if not isinstance(producer, dict):
+        raise MalformedRecord("field 'producer' must be an object")
+    attrs: dict[str, Any] = {"args": (), "exc_info": None}
+    _check(doc, _JSON_FIELDS, attrs)
+    _check(producer, _JSON_PRODUCER, attrs)
+    attrs["created"] = attrs["created"] / 1_000_000_000
+    del attrs["pid"]
+    producer_id = attrs["producer_id"]
+    attrs["producer_id"] = f"{producer_id:016x}"
+    attrs["exceptions"] = _json_exceptions(doc.get("exceptions"))
+    extras = doc.get("attributes") or {}
+    if not isinstance(extras, dict):
+        raise MalformedRecord("field 'attributes' must be an object")
+    return _finish(attrs, extras, len(payload), lim, producer_id, attrs["seq"])
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def decode(payload: bytes, limits: Limits | None = None) -> Decoded:
+    """Rehydrate one payload of either codec into a :class:`logging.LogRecord`.
+
+    Raises :class:`MalformedRecord` for anything that is not a complete, safe
+    record; nothing else escapes. The record carries ``args=()`` (the message
+    arrives merged), so a ``%`` in a remote message is never interpreted, and
+    the fabric attributes ``service``, ``host``, ``producer_id`` (16 hex
+    digits), ``seq`` and ``exceptions`` (a list of ``{"type", "message",
+    "relation"}`` dicts, or None). An extra named like a fabric attribute
+    arrives as ``extra_<name>``.
+    """
+    if not payload:
+        raise MalformedRecord("empty payload")
+    lim = limits or _DEFAULT_LIMITS
+    first = payload[0]
+    try:
+        if first == PROTOBUF_V1:
+            return _decode_protobuf(payload, lim)
+        if first == 0x7B:  # "{"
+            return _decode_json(payload, lim)
+    except MalformedRecord:
+        raise
+    except (RecursionError, MemoryError, ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise MalformedRecord(f"rejected: {type(exc).__name__}: {exc}") from None
+    raise MalformedRecord(f"unknown codec tag 0x{first:02x}: not a logfabric payload")

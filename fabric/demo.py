@@ -1,0 +1,93 @@
+"""``logfabric demo``: producer processes, a listener and a live tail on this machine."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import random
+import socket
+import sys
+import time
+from typing import Any
+
+import fabric
+
+_SERVICES = ("checkout", "inventory", "mailer", "search", "billing")
+_LOGGERS = ("app.http", "app.db", "app.db.pool", "app.jobs", "app.cache")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _produce(endpoint: str, service: str, seconds: float, counts: Any, index: int) -> None:
+    handler = fabric.install(endpoint, level="DEBUG", service=service)
+    rng = random.Random(index)
+    adapter = logging.LoggerAdapter(logging.getLogger("app.http"), {"request_id": f"req-{index}"})
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        name = rng.choice(_LOGGERS)
+        log = logging.getLogger(name)
+        roll = rng.random()
+        if roll < 0.02:
+            try:
+                int(f"order-{sent}")
+            except ValueError:
+                log.exception("lookup failed for order %d", sent)
+        elif roll < 0.10:
+            log.warning("slow query took %.1f ms", rng.uniform(100, 900), extra={"table": "orders"})
+        elif roll < 0.30:
+            adapter.info("GET /orders/%d 200", sent)
+        else:
+            log.debug("tick %d", sent, extra={"shard": rng.randint(0, 7)})
+        sent += 1
+        time.sleep(rng.uniform(0.002, 0.02))
+    handler.close()
+    counts[index] = (sent, handler.stats["dropped"])
+
+
+def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
+    """Run the demo and print a per-producer summary; return 0 when nothing was lost."""
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(
+        logging.Formatter("%(asctime)s %(service)-9s %(processName)-12s %(levelname)-7s %(name)-12s %(message)s")
+    )
+    console.setLevel(logging.INFO)
+    received: dict[str, int] = {}
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            service = record.__dict__["service"]
+            received[service] = received.get(service, 0) + 1
+
+    ctx = multiprocessing.get_context("spawn")
+    counts: Any = ctx.Manager().dict()
+    with fabric.ZmqListener(endpoint, console, Count(), mode="pull", bind=True) as listener:
+        print(f"listener on {endpoint}; {producers} producers logging for {seconds:g}s (INFO and up shown)\n")
+        procs = [
+            ctx.Process(
+                target=_produce,
+                args=(endpoint, _SERVICES[i % len(_SERVICES)], seconds, counts, i),
+                name=f"producer-{i}",
+            )
+            for i in range(producers)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        time.sleep(0.5)
+    print("\nproducer   service     sent  dropped  received")
+    lost = 0
+    for i in range(producers):
+        service = _SERVICES[i % len(_SERVICES)]
+        sent, dropped = counts.get(i, (0, 0))
+        got = received.get(service, 0)
+        lost += sent - got
+        print(f"{i:>8}   {service:<9} {sent:>6}  {dropped:>7}  {got:>8}")
+    print(f"\nlistener: {listener.stats}")
+    return 0 if lost == 0 else 1

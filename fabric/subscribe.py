@@ -1,0 +1,104 @@
+"""subscribe(): remote records as a plain iterator, for scripts and notebooks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+import zmq
+
+from fabric import _sockets
+from fabric._intake import Intake, open_socket
+from fabric.codec import Limits
+
+__all__ = ["Subscription", "subscribe"]
+
+
+def subscribe(
+    endpoints: str | list[str] | tuple[str, ...],
+    *,
+    level: int | str | None = None,
+    loggers: Iterable[str] = (),
+    services: Iterable[str] = (),
+    mode: Literal["sub", "pull"] = "sub",
+    bind: bool = False,
+    timeout: float | None = None,
+    limits: Limits | None = None,
+) -> Subscription:
+    """Return an iterator of remote records as :class:`logging.LogRecord` objects.
+
+    Filtering and safety are those of :class:`fabric.ZmqListener`; gap notices
+    (logger ``logfabric.gaps``) come in line. Iteration ends when no record has
+    arrived for ``timeout`` seconds (``None``: never). The socket opens here, so
+    a bad endpoint raises at once; it closes when iteration ends, on
+    :meth:`Subscription.close`, or at the end of a ``with`` block.
+
+    Example::
+
+        with fabric.subscribe("tcp://127.0.0.1:5558", level="WARNING") as records:
+            for record in records:
+                print(record.service, record.levelname, record.getMessage())
+    """
+    return Subscription(
+        _sockets.endpoint_list(endpoints), Intake(level, loggers, services, limits), mode, bind, timeout
+    )
+
+
+class Subscription(Iterator[logging.LogRecord]):
+    """The iterator :func:`subscribe` returns; ``stats`` counts as a listener's do."""
+
+    def __init__(self, endpoints: list[str], intake: Intake, mode: str, bind: bool, timeout: float | None) -> None:
+        self.intake = intake
+        self.timeout = timeout
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            self._sock: zmq.Socket[bytes] | None = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions())
+        except Exception:
+            self._ctx.term()
+            raise
+        self._ready: deque[logging.LogRecord] = deque()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: received, malformed, filtered, gaps, truncated, errors."""
+        return self.intake.stats
+
+    def __next__(self) -> logging.LogRecord:
+        idle_since = time.monotonic()
+        while not self._ready:
+            sock = self._sock
+            if sock is None:
+                raise StopIteration
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                if self.timeout is None:
+                    sock.poll(100)
+                    continue
+                left = self.timeout - (time.monotonic() - idle_since)
+                if left <= 0:
+                    self.close()
+                    raise StopIteration from None
+                sock.poll(max(1, int(min(left, 0.1) * 1000)))
+                continue
+            self._ready.extend(self.intake.receive(frames))
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Close the socket; iteration then ends."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._ctx.term()
+            self._sock = None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

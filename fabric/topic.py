@@ -1,0 +1,102 @@
+"""The topic grammar: how a record's topic is built and how filters subscribe.
+
+A topic is the bytes a SUB socket matches by prefix, so filtering happens inside
+libzmq (and, through a broker, upstream at the producer) instead of in Python::
+
+    topic = BUCKET LOGGER NUL SERVICE
+
+``BUCKET`` is one ASCII digit, ``min(levelno // 10, 9)`` (``0`` for negative
+levels); ``LOGGER`` is ``record.name``; ``SERVICE`` is the producer's service
+name. NUL bytes inside a name are replaced by ``?`` so the terminator stays
+unambiguous. See ``docs/topics.md`` for the full grammar and examples.
+
+A filter subscribes to the cross product of:
+
+* every bucket that can hold a level ``>= level`` (exact filtering of levels that
+  share a bucket, such as 25 versus 20, is finished in the listener);
+* for each logger prefix ``p``: ``p NUL`` (the logger itself) and ``p .`` (its
+  descendants), so ``app.db`` matches ``app.db`` and ``app.db.pool`` but not
+  ``app.dbx``;
+* for each service ``s``, only where the logger is matched exactly: ``p NUL s NUL``
+  would need a trailing terminator the topic does not have, so services are
+  matched as ``p NUL s`` (a prefix) and finished exactly in the listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["bucket", "level_buckets", "make_topic", "matches", "subscriptions"]
+
+_DIGITS = b"0123456789"
+
+
+def bucket(levelno: int) -> bytes:
+    """Return the one-byte level bucket of ``levelno``."""
+    if levelno < 0:
+        return b"0"
+    return _DIGITS[min(levelno // 10, 9) : min(levelno // 10, 9) + 1]
+
+
+def _clean(name: str) -> bytes:
+    return name.replace("\x00", "?").encode("utf-8", "surrogateescape")
+
+
+def make_topic(levelno: int, name: str, service: str) -> bytes:
+    """Build the topic bytes for one record."""
+    return bucket(levelno) + _clean(name) + b"\x00" + _clean(service)
+
+
+def level_buckets(level: int | None) -> list[bytes]:
+    """Return the buckets that may hold records at ``level`` or above."""
+    if level is None or level <= 0:
+        return [bytes([d]) for d in _DIGITS]
+    first = min(level // 10, 9)
+    return [bytes([d]) for d in _DIGITS[first:]]
+
+
+def subscriptions(
+    level: int | None = None,
+    loggers: Iterable[str] = (),
+    services: Iterable[str] = (),
+) -> list[bytes]:
+    """Return the SUB prefixes that select ``level``, ``loggers`` and ``services``.
+
+    The result is a superset of what matches: :func:`matches` finishes the job.
+    """
+    buckets = level_buckets(level)
+    loggers = [name for name in loggers]
+    services = [s for s in services]
+    if not loggers or "" in loggers:
+        # No logger filter: only the level can be expressed as a prefix.
+        if level is None or level <= 0:
+            return [b""]
+        return buckets
+    prefixes: list[bytes] = []
+    for b in buckets:
+        for name in loggers:
+            stem = b + _clean(name)
+            if services:
+                prefixes.extend(stem + b"\x00" + _clean(s) for s in services)
+            else:
+                prefixes.append(stem + b"\x00")
+            prefixes.append(stem + b".")
+    return prefixes
+
+
+def matches(
+    levelno: int,
+    name: str,
+    service: str,
+    level: int | None = None,
+    loggers: Iterable[str] = (),
+    services: Iterable[str] = (),
+) -> bool:
+    """Tell whether a record passes the filter exactly (the listener's check)."""
+    if level is not None and levelno < level:
+        return False
+    if services and service not in services:
+        return False
+    if loggers:
+        return any(prefix == "" or name == prefix or name.startswith(prefix + ".") for prefix in loggers)
+    return True
