@@ -19,6 +19,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=4.0, help="how long producers log (default 4)")
     demo.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
 
+    commands.add_parser("broker", help="run a broker (see 'logfabric broker --help')", add_help=False)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["broker"]:
+        from broker.cli import main as broker_main
+
+        return broker_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
         from fabric.demo import run_demo

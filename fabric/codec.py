@@ -16,6 +16,7 @@ shadow a ``LogRecord`` attribute rejects the whole frame with
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -127,6 +128,11 @@ def _safe_str(value: object) -> str:
         return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
 
 
+def _scrub(text: str) -> str:
+    # A lone surrogate (an undecodable file name, say) cannot travel as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _safe_repr(value: object) -> str:
     try:
         return repr(value)
@@ -141,7 +147,7 @@ def _exception_chain(exc: BaseException | None) -> list[tuple[str, str, int]]:
     while exc is not None and id(exc) not in seen and len(chain) < _MAX_CHAIN:
         seen.add(id(exc))
         kind = type(exc)
-        chain.append((f"{kind.__module__}.{kind.__qualname__}", _safe_str(exc), relation))
+        chain.append((f"{kind.__module__}.{kind.__qualname__}", _scrub(_safe_str(exc)), relation))
         if exc.__cause__ is not None:
             exc, relation = exc.__cause__, 1
         elif exc.__context__ is not None and not exc.__suppress_context__:
@@ -206,7 +212,20 @@ class Encoder:
 
     def encode(self, record: logging.LogRecord, seq: int) -> bytes:
         """Return the payload for ``record`` as the producer's ``seq``-th record."""
-        return self._encode(record, self, seq)
+        try:
+            return self._encode(record, self, seq)
+        except (UnicodeEncodeError, orjson.JSONEncodeError):
+            # Lone surrogates somewhere in the record: send a copy with them
+            # escaped rather than lose the record.
+            return self._encode(_scrubbed(record, self.formatter), self, seq)
+
+
+def _scrubbed(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
+    _exc_text(record, formatter)  # so that the traceback text is escaped too
+    clone: logging.LogRecord = object.__new__(logging.LogRecord)
+    clone.__dict__ = {_scrub(k): _scrub(v) if isinstance(v, str) else v for k, v in record.__dict__.items()}
+    clone.msg, clone.args = _scrub(record.getMessage()), ()
+    return clone
 
 
 def encode(
@@ -466,6 +485,8 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
         m = _PB_FROM(payload[1:])
     except Exception as exc:  # google.protobuf.message.DecodeError and kin
         raise MalformedRecord(f"not a valid protobuf record: {exc}") from None
+    if not (math.isfinite(m.msecs) and math.isfinite(m.relative_created)):
+        raise MalformedRecord("msecs and relative_created must be finite")
     p = m.producer
     producer_id = p.producer_id
     seq = p.seq
@@ -598,7 +619,7 @@ def _decode_json(payload: bytes, lim: Limits) -> Decoded:
         raise MalformedRecord(f"not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedRecord("a JSON record must be an object")
-    if doc.get("v") != JSON_VERSION:
+    if type(doc.get("v")) is not int or doc["v"] != JSON_VERSION:
         raise MalformedRecord(
             f"unsupported JSON record version {doc.get('v')!r:.20}; this listener reads v{JSON_VERSION}"
         )
@@ -616,8 +637,10 @@ def _decode_json(payload: bytes, lim: Limits) -> Decoded:
     producer_id = attrs["producer_id"]
     attrs["producer_id"] = f"{producer_id:016x}"
     attrs["exceptions"] = _json_exceptions(doc.get("exceptions"))
-    extras = doc.get("attributes") or {}
-    if not isinstance(extras, dict):
+    extras = doc.get("attributes")
+    if extras is None:
+        extras = {}
+    elif not isinstance(extras, dict):
         raise MalformedRecord("field 'attributes' must be an object")
     return _finish(attrs, extras, len(payload), lim, producer_id, attrs["seq"])
 

@@ -1,11 +1,10 @@
-"""``logfabric demo``: producer processes, a listener and a live tail on this machine."""
+"""``logfabric demo``: an embedded broker, producer processes and a live tail, all local."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import random
-import socket
 import sys
 import time
 from typing import Any
@@ -16,14 +15,9 @@ _SERVICES = ("checkout", "inventory", "mailer", "search", "billing")
 _LOGGERS = ("app.http", "app.db", "app.db.pool", "app.jobs", "app.cache")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _produce(endpoint: str, service: str, seconds: float, counts: Any, index: int) -> None:
-    handler = fabric.install(endpoint, level="DEBUG", service=service)
+def _produce(endpoint: str, mode: str, service: str, seconds: float, counts: Any, index: int) -> None:
+    handler = fabric.install(endpoint, level="DEBUG", service=service, mode=mode)
+    handler.wait_ready(5.0)
     rng = random.Random(index)
     adapter = logging.LoggerAdapter(logging.getLogger("app.http"), {"request_id": f"req-{index}"})
     sent = 0
@@ -51,7 +45,8 @@ def _produce(endpoint: str, service: str, seconds: float, counts: Any, index: in
 
 def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
     """Run the demo and print a per-producer summary; return 0 when nothing was lost."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    from broker import Broker
+
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(
         logging.Formatter("%(asctime)s %(service)-9s %(processName)-12s %(levelname)-7s %(name)-12s %(message)s")
@@ -66,28 +61,35 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
 
     ctx = multiprocessing.get_context("spawn")
     counts: Any = ctx.Manager().dict()
-    with fabric.ZmqListener(endpoint, console, Count(), mode="pull", bind=True) as listener:
-        print(f"listener on {endpoint}; {producers} producers logging for {seconds:g}s (INFO and up shown)\n")
+    local = "tcp://127.0.0.1:*"
+    with Broker(pub_ingest=local, push_ingest=local, egress=local) as broker:
+        listener = fabric.ZmqListener(broker.endpoints["egress"], console, Count())
+        listener.start()
+        time.sleep(0.3)  # let the subscription reach the broker
+        plan = [("push" if i % 2 == 0 else "pub", _SERVICES[i % len(_SERVICES)]) for i in range(producers)]
+        print(f"broker: {broker.endpoints}")
+        print(f"{producers} producers logging for {seconds:g}s; the tail shows INFO and up\n")
         procs = [
             ctx.Process(
                 target=_produce,
-                args=(endpoint, _SERVICES[i % len(_SERVICES)], seconds, counts, i),
+                args=(broker.endpoints[f"{mode}_ingest"], mode, service, seconds, counts, i),
                 name=f"producer-{i}",
             )
-            for i in range(producers)
+            for i, (mode, service) in enumerate(plan)
         ]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
         time.sleep(0.5)
-    print("\nproducer   service     sent  dropped  received")
+        listener.stop()
+    print("\nproducer  mode  service      sent  dropped  received")
     lost = 0
-    for i in range(producers):
-        service = _SERVICES[i % len(_SERVICES)]
+    for i, (mode, service) in enumerate(plan):
         sent, dropped = counts.get(i, (0, 0))
         got = received.get(service, 0)
         lost += sent - got
-        print(f"{i:>8}   {service:<9} {sent:>6}  {dropped:>7}  {got:>8}")
-    print(f"\nlistener: {listener.stats}")
+        print(f"{i:>8}  {mode:<4}  {service:<9} {sent:>7}  {dropped:>7}  {got:>8}")
+    print(f"\nsubscriber: {listener.stats}")
+    print("nothing lost" if lost == 0 else f"LOST {lost} record(s)")
     return 0 if lost == 0 else 1

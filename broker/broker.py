@@ -1,0 +1,301 @@
+"""The broker: ingests, bridges and egress wired through zmq proxy devices.
+
+::
+
+    PUB producers  -> pub ingest (XSUB)  =proxy=> bridge (XPUB) -+
+    PUSH producers -> push ingest (PULL) =proxy=> bridge (PUB)  -+-> central (XSUB) =proxy=> egress (XPUB)
+    other brokers  -> upstream (XSUB)    =proxy=> bridge (XPUB) -+      -> subscribers
+                                                                 +-> pipeline in (XSUB, everything)
+                                                                        =proxy=> pipeline (PUSH) -> consumers
+
+Every arrow marked ``=proxy=>`` is a ``zmq.proxy_steerable`` running in C;
+Python only asks the proxies for their counters. Subscriptions flow the other
+way, from the egress through the bridges to PUB producers and upstream brokers,
+so records nobody wants are not sent at all. Each ingest has its own proxy so
+its counters are exact; the bridges are in-process (``inproc://``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from broker.config import BrokerConfig
+from broker.monitor import ConnectionMonitor
+from broker.proxy import ZERO, Proxy, ProxyStats
+from fabric import _sockets
+
+__all__ = ["Broker"]
+
+_log = logging.getLogger("logfabric.broker")
+_ids = itertools.count()
+_QUIET_SECONDS = 0.3
+
+
+class Broker:
+    """A broker in this process: ``start()``, ``stop()`` (drains), or ``with Broker(...)``.
+
+    ``Broker(config)`` or ``Broker(push_ingest="tcp://127.0.0.1:*", ...)``:
+    keyword arguments override fields of :class:`BrokerConfig`. A ``*`` port
+    binds any free port; :attr:`endpoints` then tells which. HTTP is off unless
+    ``http`` is set (the CLI sets it).
+    """
+
+    def __init__(self, config: BrokerConfig | None = None, **overrides: Any) -> None:
+        base = config or BrokerConfig(http=None)
+        self.config = base.with_overrides(**overrides) if overrides else base
+        self.endpoints: dict[str, str] = {}
+        """Bound addresses by role (pub_ingest, push_ingest, egress, pipeline)."""
+        self.started_at: float | None = None
+        self.drained = 0
+        """Records forwarded during the last drain."""
+        self.drain_dropped = 0
+        """Messages a full egress queue refused during the last drain."""
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._proxies: dict[str, Proxy] = {}
+        self._monitor: ConnectionMonitor | None = None
+        self._draining = False
+        self._stopped = threading.Event()
+        self._http: Any = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def ready(self) -> bool:
+        """True while every socket is bound, every proxy runs and no drain has begun."""
+        return (
+            self.started_at is not None
+            and not self._draining
+            and bool(self._proxies)
+            and all(p.alive for p in self._proxies.values())
+        )
+
+    @property
+    def alive(self) -> bool:
+        """True unless a proxy died (liveness: restart the broker if False)."""
+        if self.started_at is None or self._draining:
+            return self.started_at is not None
+        return all(p.alive for p in self._proxies.values())
+
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`stop` has begun."""
+        return self._draining
+
+    def statistics(self) -> dict[str, ProxyStats]:
+        """Each proxy's counters (frames and bytes), by proxy name."""
+        out = {}
+        for name, proxy in self._proxies.items():
+            try:
+                out[name] = proxy.statistics()
+            except (TimeoutError, RuntimeError, zmq.ZMQError):
+                out[name] = ZERO
+        return out
+
+    def connections(self, role: str) -> int:
+        """Open connections on a bound socket (pub_ingest, push_ingest, egress, pipeline)."""
+        return self._monitor.connections(role) if self._monitor else 0
+
+    def refusals(self, role: str) -> dict[str, int]:
+        """Handshakes refused on ``role``, by reason (protocol, auth, other)."""
+        return self._monitor.handshake_failures(role) if self._monitor else {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Broker:
+        """Bind every socket, start the proxies (and HTTP if configured). Returns self."""
+        if self.started_at is not None:
+            raise RuntimeError("this Broker is already started")
+        cfg = self.config
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._ctx = ctx
+        tag = f"{next(_ids)}-{id(self):x}"
+        monitor = ConnectionMonitor(ctx)
+        try:
+            central = self._socket(zmq.XSUB, recv=True)
+            egress = self._socket(zmq.XPUB)
+            self._bind("egress", egress, cfg.egress, monitor)
+            bridges = []
+
+            pub_in = self._socket(zmq.XSUB, recv=True, ingest=True)
+            self._bind("pub_ingest", pub_in, cfg.pub_ingest, monitor)
+            pub_bridge = self._socket(zmq.XPUB)
+            pub_bridge.bind(f"inproc://logfabric-{tag}-pub")
+            bridges.append(f"inproc://logfabric-{tag}-pub")
+            self._proxies["pub"] = Proxy(ctx, "pub", pub_in, pub_bridge)
+
+            push_in = self._socket(zmq.PULL, recv=True, ingest=True)
+            self._bind("push_ingest", push_in, cfg.push_ingest, monitor)
+            push_bridge = self._socket(zmq.PUB)
+            push_bridge.bind(f"inproc://logfabric-{tag}-push")
+            bridges.append(f"inproc://logfabric-{tag}-push")
+            self._proxies["push"] = Proxy(ctx, "push", push_in, push_bridge)
+
+            if cfg.upstream:
+                up_in = self._socket(zmq.XSUB, recv=True, ingest=True)
+                for ep in cfg.upstream:
+                    _sockets.attach(up_in, ep, bind=False)
+                monitor.watch("upstream", up_in)
+                up_bridge = self._socket(zmq.XPUB)
+                up_bridge.bind(f"inproc://logfabric-{tag}-upstream")
+                bridges.append(f"inproc://logfabric-{tag}-upstream")
+                self._proxies["upstream"] = Proxy(ctx, "upstream", up_in, up_bridge)
+
+            for address in bridges:
+                central.connect(address)
+            self._proxies["egress"] = Proxy(ctx, "egress", central, egress)
+
+            if cfg.pipeline:
+                pipe_in = self._socket(zmq.XSUB, recv=True)
+                for address in bridges:
+                    pipe_in.connect(address)
+                pipe_in.send(b"\x01")  # subscribe to everything, upstream too
+                pipe_out = self._socket(zmq.PUSH)
+                self._bind("pipeline", pipe_out, cfg.pipeline, monitor)
+                self._proxies["pipeline"] = Proxy(ctx, "pipeline", pipe_in, pipe_out)
+        except BaseException:
+            self._close_all()
+            raise
+        self._monitor = monitor
+        monitor.start()
+        for proxy in self._proxies.values():
+            proxy.start()
+        self.started_at = time.time()
+        if cfg.http is not None:
+            from broker.http import serve
+
+            self._http = serve(self, cfg.http)
+            self.endpoints["http"] = "{}:{}".format(*self._http.server_address[:2])
+        _log.info("broker ready: %s", ", ".join(f"{k}={v}" for k, v in self.endpoints.items()))
+        return self
+
+    def _socket(self, kind: int, *, recv: bool = False, ingest: bool = False) -> zmq.Socket[bytes]:
+        assert self._ctx is not None
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, self.config.hwm)
+        sock.setsockopt(zmq.RCVHWM, self.config.hwm)
+        if ingest:
+            sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message)
+        if recv or kind in (zmq.XPUB, zmq.PUSH):
+            _sockets.tune(sock)
+        return sock
+
+    def _bind(self, role: str, sock: zmq.Socket[bytes], endpoint: str, monitor: ConnectionMonitor) -> None:
+        _sockets.attach(sock, endpoint, bind=True)
+        self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        monitor.watch(role, sock)
+
+    def stop(self, drain_timeout: float | None = None) -> int:
+        """Turn unready, forward what is in flight, close. Returns records drained.
+
+        The drain stops taking new connections' worth of work by ending the
+        proxies, then forwards whatever still arrives on the open ingests until
+        they stay quiet for 0.3 s or ``drain_timeout`` (default: the config's)
+        runs out; queued egress messages then get the remaining time to leave.
+        """
+        if self.started_at is None or self._stopped.is_set():
+            return 0
+        timeout = self.config.drain_timeout if drain_timeout is None else drain_timeout
+        deadline = time.monotonic() + timeout
+        self._draining = True
+        begun = time.monotonic()
+        for name in ("pub", "push", "upstream", "egress", "pipeline"):
+            if name in self._proxies:
+                self._proxies[name].terminate()
+        drained, why = self._drain(deadline)
+        self.drained = drained
+        _log.info("drained %d record(s) in %.2f s (%s); closing", drained, time.monotonic() - begun, why)
+        self._close_all(linger_until=deadline)
+        self._stopped.set()
+        return drained
+
+    def _drain(self, deadline: float) -> tuple[int, str]:
+        """Forward in Python what still arrives after the proxies ended."""
+        proxies = self._proxies
+        egress = proxies["egress"].backend
+        pipeline = proxies["pipeline"].backend if "pipeline" in proxies else None
+        # (source, destinations): ingests go to every output; bridge leftovers
+        # were already fanned out, so each output's own XSUB feeds only it.
+        routes: list[tuple[zmq.Socket[bytes], list[zmq.Socket[bytes]]]] = []
+        outputs = [egress] + ([pipeline] if pipeline is not None else [])
+        for name in ("pub", "push", "upstream"):
+            if name in proxies:
+                routes.append((proxies[name].frontend, outputs))
+        routes.append((proxies["egress"].frontend, [egress]))
+        if pipeline is not None:
+            routes.append((proxies["pipeline"].frontend, [pipeline]))
+        poller = zmq.Poller()
+        for source, _ in routes:
+            poller.register(source, zmq.POLLIN)
+        poller.register(egress, zmq.POLLIN)  # subscriptions: read and ignore
+        reserve = min(1.0, max(0.0, (deadline - time.monotonic()) / 4))  # time left to flush egress
+        frames = 0
+        quiet_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= deadline - reserve:
+                return frames // 2, "drain timeout reached"
+            if now - quiet_since >= _QUIET_SECONDS:
+                return frames // 2, "ingests quiet"
+            events = dict(poller.poll(50))
+            if not events:
+                continue
+            if egress in events:
+                while _recv_nowait(egress) is not None:
+                    pass
+            for source, destinations in routes:
+                if source not in events:
+                    continue
+                while (message := _recv_nowait(source)) is not None:
+                    frames += len(message)
+                    for out in destinations:
+                        try:
+                            out.send_multipart(message, zmq.NOBLOCK)
+                        except zmq.Again:  # a full subscriber queue: the subscriber sees a gap
+                            self.drain_dropped += 1
+                    quiet_since = time.monotonic()
+
+    def _close_all(self, linger_until: float | None = None) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._monitor is not None:
+            self._monitor.stop()
+        linger = 0 if linger_until is None else max(0, int((linger_until - time.monotonic()) * 1000))
+        for proxy in self._proxies.values():
+            proxy.close()
+        if self._ctx is not None:
+            for name, proxy in self._proxies.items():
+                proxy.backend.setsockopt(zmq.LINGER, linger if name in ("egress", "pipeline") else 0)
+            self._ctx.destroy(linger=None)
+            self._ctx = None
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "draining" if self._draining else "ready" if self.ready else "stopped"
+        return f"<Broker {state} {self.endpoints}>"
+
+
+def _recv_nowait(sock: zmq.Socket[bytes]) -> list[bytes] | None:
+    try:
+        return sock.recv_multipart(zmq.NOBLOCK)
+    except zmq.Again:
+        return None

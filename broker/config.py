@@ -1,0 +1,148 @@
+"""Broker settings: defaults, then a config file, then LOGFABRIC_BROKER_* variables, then flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from fabric._sockets import DEFAULT_MAX_MESSAGE, check_endpoint
+
+__all__ = ["BrokerConfig", "ConfigError"]
+
+ENV_PREFIX = "LOGFABRIC_BROKER_"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Everything the broker needs to run. Every field has a flag and a variable.
+
+    ``LOGFABRIC_BROKER_PUB_INGEST`` sets ``pub_ingest`` and so on; ``upstream``
+    takes a comma-separated list in the environment.
+    """
+
+    pub_ingest: str = "tcp://*:5556"
+    """XSUB endpoint where PUB producers connect."""
+    push_ingest: str = "tcp://*:5557"
+    """PULL endpoint where PUSH producers connect."""
+    egress: str = "tcp://*:5558"
+    """XPUB endpoint where subscribers connect."""
+    pipeline: str | None = None
+    """Optional PUSH endpoint that load-balances every record over consumers."""
+    http: str | None = "0.0.0.0:9102"
+    """HOST:PORT for /metrics, /healthz and /readyz; None turns HTTP off."""
+    drain_timeout: float = 10.0
+    """Seconds a SIGTERM drain may take before the broker exits anyway."""
+    upstream: tuple[str, ...] = ()
+    """Egress endpoints of other brokers to subscribe to (federation)."""
+    hwm: int = 100_000
+    """High-water mark of every broker socket, in messages."""
+    max_message: int = DEFAULT_MAX_MESSAGE
+    """Largest message accepted at an ingest (ZMQ_MAXMSGSIZE), in bytes."""
+
+    def __post_init__(self) -> None:
+        for name in ("pub_ingest", "push_ingest", "egress"):
+            _endpoint(name, getattr(self, name))
+        if self.pipeline is not None:
+            _endpoint("pipeline", self.pipeline)
+        for ep in self.upstream:
+            _endpoint("upstream", ep)
+        if self.http is not None:
+            parse_http(self.http)
+        if self.drain_timeout < 0:
+            raise ConfigError(f"drain_timeout must be >= 0 seconds, got {self.drain_timeout}")
+        if self.hwm < 0:
+            raise ConfigError(f"hwm must be >= 0, got {self.hwm}")
+        if self.max_message < 1024:
+            raise ConfigError(f"max_message must be at least 1024 bytes, got {self.max_message}")
+
+    @classmethod
+    def load(
+        cls,
+        file: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        **flags: Any,
+    ) -> BrokerConfig:
+        """Merge defaults, ``file`` (JSON or TOML), ``env`` and ``flags`` (None = unset)."""
+        merged: dict[str, Any] = {}
+        if file is not None:
+            merged.update(_read_file(Path(file)))
+        merged.update(_from_env(os.environ if env is None else env))
+        merged.update({k: v for k, v in flags.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(f"unknown broker setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: _coerce(k, v) for k, v in merged.items()})
+
+    def with_overrides(self, **changes: Any) -> BrokerConfig:
+        """Return a copy with some settings changed (validated again)."""
+        return replace(self, **changes)
+
+
+def parse_http(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:9102`` for IPv6), with a clear error."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"http must be HOST:PORT such as 0.0.0.0:9102, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _endpoint(name: str, value: object) -> None:
+    try:
+        check_endpoint(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+_TYPES: dict[str, type] = {"drain_timeout": float, "hwm": int, "max_message": int}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "upstream":
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        raise ConfigError(f"{name} must be a list of endpoints, got {value!r}")
+    if name in ("pipeline", "http") and value in ("", "off", "none", "None"):
+        return None
+    kind = _TYPES.get(name)
+    if kind is not None:
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    return value
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+            out[key[len(ENV_PREFIX) :].lower()] = value
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold an object of settings")
+    return {k.replace("-", "_"): v for k, v in data.items()}

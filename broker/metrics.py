@@ -1,0 +1,114 @@
+"""Prometheus metrics, read from the proxies' own counters and the socket monitor."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import zmq
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import fabric
+
+if TYPE_CHECKING:
+    from broker.broker import Broker
+
+__all__ = ["registry_for"]
+
+# Proxy counter positions (libzmq proxy STATISTICS): frontend then backend,
+# each as frames in, bytes in, frames out, bytes out.
+_FE_FRAMES_IN, _FE_BYTES_IN = 0, 1
+_BE_FRAMES_IN, _BE_FRAMES_OUT, _BE_BYTES_OUT = 4, 6, 7
+_INGESTS = {"pub": "pub", "push": "push", "upstream": "upstream"}
+_EGRESSES = {"egress": "subscribers", "pipeline": "pipeline"}
+_BOUND = ("pub_ingest", "push_ingest", "egress", "pipeline", "upstream")
+
+
+class _BrokerCollector(Collector):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        b = self.broker
+        stats = b.statistics()
+        # libzmq counts frames; every logfabric message is two (topic, payload).
+        received = CounterMetricFamily(
+            "logfabric_broker_records_received", "Records received, by ingest.", labels=["ingest"]
+        )
+        received_bytes = CounterMetricFamily(
+            "logfabric_broker_bytes_received", "Bytes received (topic and payload), by ingest.", labels=["ingest"]
+        )
+        for proxy, label in _INGESTS.items():
+            if proxy in stats:
+                received.add_metric([label], stats[proxy][_FE_FRAMES_IN] // 2)
+                received_bytes.add_metric([label], stats[proxy][_FE_BYTES_IN])
+        sent = CounterMetricFamily(
+            "logfabric_broker_records_sent",
+            "Records forwarded, by egress (before per-subscriber filtering).",
+            labels=["egress"],
+        )
+        sent_bytes = CounterMetricFamily(
+            "logfabric_broker_bytes_sent", "Bytes forwarded, by egress.", labels=["egress"]
+        )
+        for proxy, label in _EGRESSES.items():
+            if proxy in stats:
+                sent.add_metric([label], stats[proxy][_BE_FRAMES_OUT] // 2)
+                sent_bytes.add_metric([label], stats[proxy][_BE_BYTES_OUT])
+        subscriptions = CounterMetricFamily(
+            "logfabric_broker_subscription_messages", "Subscribe and unsubscribe messages from subscribers."
+        )
+        subscriptions.add_metric([], stats.get("egress", (0,) * 8)[_BE_FRAMES_IN])
+        malformed = CounterMetricFamily(
+            "logfabric_broker_malformed",
+            "Peers refused at the handshake (garbage or non-ZMTP bytes, bad security), by socket and reason.",
+            labels=["socket", "reason"],
+        )
+        connections = GaugeMetricFamily(
+            "logfabric_broker_connections",
+            "Open connections, by socket (producers at ingests, subscribers at egress).",
+            labels=["socket"],
+        )
+        for role in _BOUND:
+            if role in b.endpoints or (role == "upstream" and b.config.upstream):
+                connections.add_metric([role], b.connections(role))
+                for reason, count in b.refusals(role).items():
+                    malformed.add_metric([role, reason], count)
+        drained = CounterMetricFamily("logfabric_broker_drained_records", "Records forwarded during a shutdown drain.")
+        drained.add_metric([], b.drained)
+        up = GaugeMetricFamily("logfabric_broker_ready", "1 while the broker is ready to take records.")
+        up.add_metric([], 1 if b.ready else 0)
+        uptime = GaugeMetricFamily("logfabric_broker_uptime_seconds", "Seconds since the broker started.")
+        uptime.add_metric([], time.time() - b.started_at if b.started_at else 0.0)
+        info = GaugeMetricFamily(
+            "logfabric_broker_build_info",
+            "Versions of logfabric, pyzmq, libzmq and Python.",
+            labels=["version", "pyzmq", "libzmq", "python"],
+        )
+        info.add_metric([fabric.__version__, zmq.pyzmq_version(), zmq.zmq_version(), platform.python_version()], 1)
+        yield from (
+            received,
+            received_bytes,
+            sent,
+            sent_bytes,
+            subscriptions,
+            malformed,
+            connections,
+            drained,
+            up,
+            uptime,
+            info,
+        )
+
+
+def registry_for(broker: Broker) -> CollectorRegistry:
+    """A registry holding the broker's metrics plus the process collector."""
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry()
+    registry.register(_BrokerCollector(broker))
+    ProcessCollector(registry=registry)
+    return registry

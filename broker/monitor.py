@@ -1,0 +1,92 @@
+"""Connection counts from ZeroMQ socket monitor events."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+__all__ = ["ConnectionMonitor"]
+
+_EVENTS = (
+    zmq.EVENT_ACCEPTED
+    | zmq.EVENT_CONNECTED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+_KINDS: dict[int, str] = {
+    int(zmq.EVENT_ACCEPTED): "accepted",
+    int(zmq.EVENT_CONNECTED): "connected",
+    int(zmq.EVENT_DISCONNECTED): "disconnected",
+    int(zmq.EVENT_HANDSHAKE_SUCCEEDED): "handshakes",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "failed_protocol",
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "failed_auth",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "failed_other",
+}
+
+
+class ConnectionMonitor:
+    """Count connections and handshake failures per socket, in a background thread.
+
+    Attach every socket with :meth:`watch` before its proxy starts (monitoring
+    is set up from the thread that owns the socket).
+    """
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+        self._ctx = ctx
+        self._monitors: dict[zmq.Socket[bytes], str] = {}
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="logfabric-monitor", daemon=True)
+
+    def watch(self, name: str, sock: zmq.Socket[bytes]) -> None:
+        """Start counting events of ``sock`` under ``name``."""
+        self._monitors[sock.get_monitor_socket(_EVENTS)] = name
+
+    def start(self) -> None:
+        """Start the counting thread."""
+        self._thread.start()
+
+    def connections(self, name: str) -> int:
+        """Open connections on ``name`` (accepted or connected, minus disconnected)."""
+        with self._lock:
+            c = self.counts
+            return max(0, c[(name, "accepted")] + c[(name, "connected")] - c[(name, "disconnected")])
+
+    def handshake_failures(self, name: str) -> dict[str, int]:
+        """Refused peers on ``name`` by reason: protocol, auth, other."""
+        with self._lock:
+            return {reason: self.counts[(name, f"failed_{reason}")] for reason in ("protocol", "auth", "other")}
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        for mon in self._monitors:
+            poller.register(mon, zmq.POLLIN)
+        while not self._stop.is_set():
+            for mon, _ in poller.poll(100):
+                try:
+                    event = recv_monitor_message(mon, zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                self._count(self._monitors[mon], event["event"])
+
+    def _count(self, name: str, event: int) -> None:
+        kind = _KINDS.get(int(event))
+        if kind is not None:
+            with self._lock:
+                self.counts[(name, kind)] += 1
+
+    def stop(self) -> None:
+        """Stop the thread and close the monitor sockets (sockets must be closed after)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+        for mon in self._monitors:
+            mon.close(linger=0)
