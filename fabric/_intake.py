@@ -91,7 +91,7 @@ class Intake:
         last = self._last.get(key)
         if last is None or decoded.seq > last:
             if last is not None and decoded.seq > last + 1:
-                out.append(self._gap(record, decoded.seq - last - 1, last))
+                out.append(self._gap(record, topic, decoded.seq - last - 1, last))
             elif last is None and len(self._last) >= _MAX_TRACKED:
                 del self._last[next(iter(self._last))]
             self._last[key] = decoded.seq
@@ -104,26 +104,30 @@ class Intake:
         out.append(record)
         return out
 
-    def _gap(self, record: logging.LogRecord, lost: int, last: int) -> logging.LogRecord:
+    def _gap(self, record: logging.LogRecord, topic: bytes, lost: int, last: int) -> logging.LogRecord:
         self.stats["gaps"] += lost
         origin = record.__dict__
         fields: dict[str, Any] = {
             "name": GAP_LOGGER,
             "levelno": logging.WARNING,
             "levelname": "WARNING",
-            "msg": "lost %d record(s) from service %r on host %r (producer %s, topic %r): seq %d to %d never arrived",
+            "msg": "lost %d record(s) from service %r on host %r (producer %s, logger %r, level bucket %s): "
+            "seq %d to %d never arrived",
             "args": (
                 lost,
                 origin["service"],
                 origin["host"],
                 origin["producer_id"],
-                f"{record.levelno // 10}:{record.name}",
+                record.name,
+                topic[:1].decode("ascii", "replace"),
                 last + 1,
                 last + lost,
             ),
             "service": origin["service"],
             "host": origin["host"],
             "producer_id": origin["producer_id"],
+            "seq": None,
+            "exceptions": None,
             "lost": lost,
         }
         return logging.makeLogRecord(fields)

@@ -66,7 +66,10 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
         listener = fabric.ZmqListener(broker.endpoints["egress"], console, Count())
         listener.start()
         time.sleep(0.3)  # let the subscription reach the broker
-        plan = [("push" if i % 2 == 0 else "pub", _SERVICES[i % len(_SERVICES)]) for i in range(producers)]
+        plan = [
+            ("push" if i % 2 == 0 else "pub", _SERVICES[i % len(_SERVICES)] + (f"-{i}" if i >= len(_SERVICES) else ""))
+            for i in range(producers)
+        ]
         print(f"broker: {broker.endpoints}")
         print(f"{producers} producers logging for {seconds:g}s; the tail shows INFO and up\n")
         procs = [

@@ -127,10 +127,15 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._sock: zmq.Socket[bytes] | None = None
         self._ready = self.mode == "push"
         self._pending: deque[tuple[bytes, bytes]] = deque()
-        self._topics: dict[tuple[int, str], list[Any]] = {}  # -> [topic, last seq]
+        self._new_identity()
+        self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "oversize": 0, "errors": 0}
+
+    def _new_identity(self) -> None:
+        """A fresh producer id, with every topic's sequence starting again at 1."""
+        self._topics: dict[tuple[int, str], list[Any]] = {}  # (levelno, name) -> shared [topic, seq]
+        self._by_topic: dict[bytes, list[Any]] = {}
         self.identity = ProducerIdentity(self.service, self.host, self._pid, random.getrandbits(64))
         self._encoder = Encoder(self.identity, self.codec, self.formatter)
-        self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "oversize": 0, "errors": 0}
 
     def _after_fork_in_child(self) -> None:
         if self._ctx is not None:
@@ -167,17 +172,31 @@ class ZmqHandler(logging.handlers.QueueHandler):
     # ------------------------------------------------------------------ QueueHandler seams
 
     def prepare(self, record: logging.LogRecord) -> tuple[bytes, bytes]:
-        """Encode ``record`` as ``(topic, payload)`` without modifying it."""
+        """Encode ``record`` as ``(topic, payload)``.
+
+        Like ``logging.Formatter``, this caches the formatted traceback in
+        ``record.exc_text``; nothing else on the record changes.
+        """
         key = (record.levelno, record.name)
         entry = self._topics.get(key)
         if entry is None:
-            if len(self._topics) >= 65536:  # unbounded logger names: start over
-                self._topics.clear()
-            entry = self._topics[key] = [make_topic(record.levelno, record.name, self.service), 0]
+            entry = self._topic_entry(key)
         # Sequence numbers count per topic: a subscriber receives either every
         # record of a topic or none, so a jump is a real loss even when it filters.
         entry[1] += 1
         return entry[0], self._encoder.encode(record, entry[1])
+
+    def _topic_entry(self, key: tuple[int, str]) -> list[Any]:
+        topic = make_topic(key[0], key[1], self.service)
+        entry = self._by_topic.get(topic)
+        if entry is None:
+            if len(self._by_topic) >= 65536:
+                # Unbounded logger names. Restarting the counters under the same
+                # id would hide losses, so continue as a new producer instead.
+                self._new_identity()
+            entry = self._by_topic[topic] = [topic, 0]
+        self._topics[key] = entry
+        return entry
 
     def enqueue(self, message: Any) -> None:
         """Send one ``(topic, payload)`` message, or count it as dropped."""
@@ -224,7 +243,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         hears that subscription, so records logged earlier wait (up to ``hwm``
         of them, then counted as dropped) and go out as soon as it arrives.
         """
-        while len(self._pending) > self.hwm:
+        while self.hwm and len(self._pending) > self.hwm:
             self._pending.popleft()
             self.stats["dropped"] += 1
         got = False
@@ -284,22 +303,23 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
         Runs from ``logging.shutdown()`` at interpreter exit, so records logged
         just before ``sys.exit()`` are delivered; an unreachable peer delays exit
-        by at most ``linger``.
+        by at most ``linger`` in all (waiting for a pub subscriber included).
         """
         with self.lock:  # type: ignore[union-attr]
             if not self._closed and self._sock is not None and self._pid == os.getpid():
-                self._drain_on_close(self._sock)
-                self._sock.close(linger=int(self.linger * 1000))
+                deadline = time.monotonic() + self.linger
+                self._drain_on_close(self._sock, deadline)
+                remaining = max(0.0, deadline - time.monotonic())
+                self._sock.close(linger=int(remaining * 1000))
                 assert self._ctx is not None
                 self._ctx.term()  # returns once queued messages left or linger expired
                 self._sock = self._ctx = None
             self._closed = True
         super().close()
 
-    def _drain_on_close(self, sock: zmq.Socket[bytes]) -> None:
+    def _drain_on_close(self, sock: zmq.Socket[bytes], deadline: float) -> None:
         if not self._pending:
             return
-        deadline = time.monotonic() + self.linger
         while self._pending and time.monotonic() < deadline:
             if self._ready:
                 self._flush_pending(sock)
