@@ -17,12 +17,14 @@ Subscribers::
 from __future__ import annotations
 
 from fabric.codec import Limits, MalformedRecord, decode, encode
+from fabric.config import ConfigError, listen_from_config
 from fabric.handler import ZmqHandler
 from fabric.install import install
 from fabric.listener import ZmqListener
 from fabric.subscribe import Subscription, subscribe
 
 __all__ = [
+    "ConfigError",
     "Limits",
     "MalformedRecord",
     "Subscription",
@@ -32,6 +34,7 @@ __all__ = [
     "decode",
     "encode",
     "install",
+    "listen_from_config",
     "subscribe",
 ]
 

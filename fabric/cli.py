@@ -20,12 +20,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
 
     commands.add_parser("broker", help="run a broker (see 'logfabric broker --help')", add_help=False)
+    commands.add_parser("tail", help="print live records (see 'logfabric tail --help')", add_help=False)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["broker"]:
         from broker.cli import main as broker_main
 
         return broker_main(argv[1:])
+    if argv[:1] == ["tail"]:
+        from fabric.tail import main as tail_main
+
+        return tail_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
         from fabric.demo import run_demo

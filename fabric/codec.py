@@ -580,8 +580,6 @@ _INT_RANGE: dict[str, tuple[int, int]] = {
 def _check(doc: Mapping[str, Any], spec: _Spec, out: dict[str, Any]) -> None:
     for key, (attr, types, nullable, default) in spec.items():
         value = doc.get(key)
-        if default is None and not value and value is not None and type(value) is not bool:
-            value = None  # "" and 0 mean "absent", exactly as in the protobuf codec
         if value is None:
             if not nullable:
                 raise MalformedRecord(f"field {key!r} is required")
@@ -595,6 +593,8 @@ def _check(doc: Mapping[str, Any], spec: _Spec, out: dict[str, Any]) -> None:
             lo, hi = _INT_RANGE[key]
             if not lo <= checked <= hi:
                 raise MalformedRecord(f"field {key!r} out of range: {checked}")
+        if default is None and nullable and not checked:
+            checked = None  # "" and 0 mean unset, as in protobuf
         out[attr] = float(checked) if types is _NUM else checked
 
 

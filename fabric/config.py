@@ -1,0 +1,134 @@
+"""Subscriber configuration: one dictConfig-style file for a listener and its local handlers."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import logging.config
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fabric.listener import ZmqListener
+
+__all__ = ["ConfigError", "listen_from_config", "load_logging_config"]
+
+_LISTENER_KEYS = {
+    "endpoints",
+    "mode",
+    "bind",
+    "level",
+    "loggers",
+    "services",
+    "dispatch",
+    "handlers",
+    "respect_handler_level",
+}
+
+
+class ConfigError(ValueError):
+    """A subscriber configuration that cannot be used; the message says why."""
+
+
+def load_logging_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any] | Path:
+    """Read a dictConfig mapping from a dict or a JSON/YAML file; INI files come back as a Path.
+
+    Raises :class:`ConfigError` with a one-line reason for a missing or invalid file.
+    """
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    suffix = path.suffix.lower()
+    if suffix in (".ini", ".cfg", ".conf"):
+        try:
+            configparser.ConfigParser().read_string(text)
+        except configparser.Error as exc:
+            raise ConfigError(f"{str(path)!r} is not a valid INI file: {str(exc).splitlines()[0]}") from None
+        return path
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            raise ConfigError(f"{str(path)!r} is YAML but PyYAML is not installed: pip install pyyaml") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{str(path)!r} is not valid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} must hold a mapping (a dictConfig dictionary)")
+    return data
+
+
+def apply_logging_config(config: dict[str, Any] | Path) -> None:
+    """Apply a loaded config (dictConfig, or fileConfig for INI), with a one-line error."""
+    try:
+        if isinstance(config, Path):
+            logging.config.fileConfig(config, disable_existing_loggers=False)
+        else:
+            config.setdefault("version", 1)
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+    except (ValueError, TypeError, KeyError, AttributeError, ImportError, OSError) as exc:
+        raise ConfigError(f"invalid logging configuration: {exc}") from None
+
+
+def listen_from_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> ZmqListener:
+    """Configure local logging from ``source`` and return a started :class:`ZmqListener`.
+
+    ``source`` is a dictConfig dictionary (or a JSON/YAML file holding one) with
+    one extra top-level key, ``"listener"``, holding ``ZmqListener`` arguments::
+
+        {
+          "version": 1,
+          "handlers": {"file": {"class": "logging.handlers.RotatingFileHandler",
+                                "filename": "fleet.log", "maxBytes": 1000000, "backupCount": 5}},
+          "root": {"handlers": ["file"], "level": "DEBUG"},
+          "listener": {"endpoints": ["tcp://127.0.0.1:5558"], "level": "INFO"}
+        }
+
+    By default records go through the local logging tree (``dispatch="loggers"``),
+    so the loggers' handlers decide where they land. ``"handlers": ["file"]``
+    instead sends every record straight to the named handlers. ``overrides``
+    replace keys of the ``"listener"`` section.
+    """
+    loaded = load_logging_config(source)
+    if isinstance(loaded, Path):
+        raise ConfigError("listen_from_config needs a dictConfig mapping (JSON, YAML or a dict), not an INI file")
+    settings = dict(loaded.pop("listener", None) or {})
+    settings.update(overrides)
+    unknown = set(settings) - _LISTENER_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown listener setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_LISTENER_KEYS))}"
+        )
+    if "endpoints" not in settings:
+        raise ConfigError('the "listener" section needs "endpoints", e.g. ["tcp://127.0.0.1:5558"]')
+    apply_logging_config(loaded)
+    names = settings.pop("handlers", None)
+    handlers: list[logging.Handler] = []
+    if names:
+        known = logging._handlers  # type: ignore[attr-defined]  # the names dictConfig registered
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ConfigError(f"listener handlers not defined in the config: {', '.join(missing)}")
+        handlers = [known[n] for n in names]
+        settings.setdefault("dispatch", "handlers")
+    else:
+        settings.setdefault("dispatch", "loggers")
+    endpoints = settings.pop("endpoints")
+    try:
+        listener = ZmqListener(endpoints, *handlers, **settings)
+        listener.start()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return listener
