@@ -15,6 +15,7 @@ import zmq
 
 from fabric import _sockets
 from fabric.codec import Limits, MalformedRecord, decode
+from fabric.discovery import Endpoints
 from fabric.topic import matches, subscriptions
 
 GAP_LOGGER = "logfabric.gaps"
@@ -150,7 +151,7 @@ class Intake:
 
 def open_socket(
     ctx: zmq.Context[zmq.Socket[bytes]],
-    endpoints: Sequence[str],
+    endpoints: Endpoints,
     mode: str,
     bind: bool,
     topics: Iterable[bytes],
@@ -167,8 +168,7 @@ def open_socket(
         if mode == "sub":
             for topic in topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
-        for endpoint in endpoints:
-            _sockets.attach(sock, endpoint, bind)
+        endpoints.attach(sock, bind)
     except Exception:
         sock.close(linger=0)
         raise

@@ -16,6 +16,7 @@ import zmq
 from fabric import _sockets
 from fabric._intake import Intake, open_socket
 from fabric.codec import Limits
+from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Dispatch", "ZmqListener"]
 
@@ -33,9 +34,11 @@ class _Inbox:
     hands out what has already arrived and finally the sentinel.
     """
 
-    def __init__(self, sock: zmq.Socket[bytes], sentinel: object) -> None:
+    def __init__(self, sock: zmq.Socket[bytes], sentinel: object, endpoints: Endpoints) -> None:
         self.sock = sock
         self.sentinel = sentinel
+        self.endpoints = endpoints
+        self._count = 0
         self.stopping = False
         self._drain_deadline = 0.0
 
@@ -55,11 +58,16 @@ class _Inbox:
                     return sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     return self.sentinel
+            self._count += 1
+            if self._count & 1023 == 0 and time.monotonic() >= self.endpoints.next_refresh:
+                self.endpoints.refresh(sock)
             try:
                 return sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 if not block:
                     raise queue.Empty from None
+                if time.monotonic() >= self.endpoints.next_refresh:
+                    self.endpoints.refresh(sock)
                 sock.poll(_POLL_MS)
 
 
@@ -85,6 +93,10 @@ class ZmqListener(logging.handlers.QueueListener):
         dispatch: ``"handlers"``, or ``"loggers"`` to route each record through
             the local logging tree as ``logging.getLogger(record.name).handle``.
         limits: caps for untrusted text (see :class:`fabric.codec.Limits`).
+        resolver, resolve_interval: for ``dns+tcp://NAME:PORT`` endpoints, which
+            connect to every address of NAME and re-resolve it every
+            ``resolve_interval`` seconds (see :mod:`fabric.discovery`);
+            ``resolver(host, port)`` returns addresses (default: getaddrinfo).
 
     Attributes:
         stats: ``received``, ``malformed``, ``filtered``, ``gaps``,
@@ -104,12 +116,15 @@ class ZmqListener(logging.handlers.QueueListener):
         services: Iterable[str] = (),
         dispatch: Dispatch = "handlers",
         limits: Limits | None = None,
+        resolver: Resolver | None = None,
+        resolve_interval: float = 10.0,
     ) -> None:
         if mode not in ("sub", "pull"):
             raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
         if dispatch not in ("handlers", "loggers"):
             raise ValueError(f"unknown dispatch {dispatch!r}: use 'handlers' or 'loggers'")
         self.endpoints = _sockets.endpoint_list(endpoints)
+        self._endpoints = Endpoints(self.endpoints, resolver, resolve_interval)
         self.mode = mode
         self.bind = bind
         self.dispatch = dispatch
@@ -131,12 +146,12 @@ class ZmqListener(logging.handlers.QueueListener):
             raise RuntimeError("this ZmqListener is already started; stop() it first")
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            sock = open_socket(ctx, self.endpoints, self.mode, self.bind, self.intake.subscriptions())
+            sock = open_socket(ctx, self._endpoints, self.mode, self.bind, self.intake.subscriptions())
         except Exception:
             ctx.term()
             raise
         self._ctx = ctx
-        self.queue = _Inbox(sock, self._sentinel)  # type: ignore[attr-defined]
+        self.queue = _Inbox(sock, self._sentinel, self._endpoints)  # type: ignore[attr-defined]
         super().start()
 
     def stop(self) -> None:

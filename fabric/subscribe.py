@@ -13,6 +13,7 @@ import zmq
 from fabric import _sockets
 from fabric._intake import Intake, open_socket
 from fabric.codec import Limits
+from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Subscription", "subscribe"]
 
@@ -27,6 +28,8 @@ def subscribe(
     bind: bool = False,
     timeout: float | None = None,
     limits: Limits | None = None,
+    resolver: Resolver | None = None,
+    resolve_interval: float = 10.0,
 ) -> Subscription:
     """Return an iterator of remote records as :class:`logging.LogRecord` objects.
 
@@ -35,6 +38,8 @@ def subscribe(
     arrived for ``timeout`` seconds (``None``: never). The socket opens here, so
     a bad endpoint raises at once; it closes when iteration ends, on
     :meth:`Subscription.close`, or at the end of a ``with`` block.
+    ``dns+tcp://NAME:PORT`` endpoints connect to every address of NAME (all
+    brokers behind a headless Service) and follow it as it changes.
 
     Example::
 
@@ -42,20 +47,21 @@ def subscribe(
             for record in records:
                 print(record.service, record.levelname, record.getMessage())
     """
-    return Subscription(
-        _sockets.endpoint_list(endpoints), Intake(level, loggers, services, limits), mode, bind, timeout
-    )
+    checked = Endpoints(_sockets.endpoint_list(endpoints), resolver, resolve_interval)
+    return Subscription(checked, Intake(level, loggers, services, limits), mode, bind, timeout)
 
 
 class Subscription(Iterator[logging.LogRecord]):
     """The iterator :func:`subscribe` returns; ``stats`` counts as a listener's do."""
 
-    def __init__(self, endpoints: list[str], intake: Intake, mode: str, bind: bool, timeout: float | None) -> None:
+    def __init__(self, endpoints: Endpoints, intake: Intake, mode: str, bind: bool, timeout: float | None) -> None:
         self.intake = intake
+        self._endpoints = endpoints
         self.timeout = timeout
+        self._sock: zmq.Socket[bytes] | None = None  # close() and __del__ work even if opening fails
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            self._sock: zmq.Socket[bytes] | None = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions())
+            self._sock = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions())
         except Exception:
             self._ctx.term()
             raise
@@ -75,6 +81,8 @@ class Subscription(Iterator[logging.LogRecord]):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                if time.monotonic() >= self._endpoints.next_refresh:
+                    self._endpoints.refresh(sock)
                 if self.timeout is None:
                     sock.poll(100)
                     continue
