@@ -490,6 +490,8 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
     p = m.producer
     producer_id = p.producer_id
     seq = p.seq
+    if seq == 0:  # producers count from 1; 0 means the field never arrived (a cut frame)
+        raise MalformedRecord("producer.seq is missing: a record always carries a sequence number >= 1")
     created = m.time_unix_nano / 1_000_000_000
     attrs = {
         "name": m.name,
@@ -573,7 +575,7 @@ _INT_RANGE: dict[str, tuple[int, int]] = {
     "process": (-(2**31), 2**31 - 1),
     "pid": (-(2**31), 2**31 - 1),
     "producer_id": (0, 2**64 - 1),
-    "seq": (0, 2**64 - 1),
+    "seq": (1, 2**64 - 1),
 }
 
 
