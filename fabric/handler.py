@@ -279,9 +279,13 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """
         deadline = time.monotonic() + timeout
         with self.lock:  # type: ignore[union-attr]
+            if self._closed:  # a closed handler never becomes ready
+                return False
             sock = self._sock if self._sock is not None and self._pid == os.getpid() else self._open()
         while True:
             with self.lock:  # type: ignore[union-attr]
+                if self._closed:
+                    return False
                 if self._ready or self._poll_ready(sock):
                     return True
             remaining = deadline - time.monotonic()
