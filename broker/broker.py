@@ -139,9 +139,9 @@ class Broker:
 
             if cfg.upstream:
                 up_in = self._socket(zmq.XSUB, recv=True, ingest=True)
+                monitor.watch("upstream", up_in)  # before connecting, or the CONNECTED event can be missed
                 for ep in cfg.upstream:
                     _sockets.attach(up_in, ep, bind=False)
-                monitor.watch("upstream", up_in)
                 up_bridge = self._socket(zmq.XPUB)
                 up_bridge.bind(f"inproc://logfabric-{tag}-upstream")
                 bridges.append(f"inproc://logfabric-{tag}-upstream")
@@ -170,7 +170,15 @@ class Broker:
         if cfg.http is not None:
             from broker.http import serve
 
-            self._http = serve(self, cfg.http)
+            try:
+                self._http = serve(self, cfg.http)
+            except BaseException:  # e.g. a busy port: leave nothing bound or running behind
+                self._draining = True
+                for proxy in self._proxies.values():
+                    proxy.terminate()
+                self._close_all()
+                self._stopped.set()
+                raise
             self.endpoints["http"] = "{}:{}".format(*self._http.server_address[:2])
         _log.info("broker ready: %s", ", ".join(f"{k}={v}" for k, v in self.endpoints.items()))
         return self
@@ -188,9 +196,14 @@ class Broker:
         return sock
 
     def _bind(self, role: str, sock: zmq.Socket[bytes], endpoint: str, monitor: ConnectionMonitor) -> None:
+        # Without a ZAP domain libzmq takes any byte stream not starting with a
+        # ZMTP 3 greeting for a ZMTP 1.0/2.0 peer: random bytes or an HTTP
+        # request become forwarded messages (or a subscribe-all at the egress).
+        # With one it refuses those peers; no ZAP handler is needed for NULL.
+        sock.setsockopt(zmq.ZAP_DOMAIN, b"logfabric")
+        monitor.watch(role, sock)  # before binding, or a peer already retrying could connect unseen
         _sockets.attach(sock, endpoint, bind=True)
         self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        monitor.watch(role, sock)
 
     def stop(self, drain_timeout: float | None = None) -> int:
         """Turn unready, forward what is in flight, close. Returns records drained.
