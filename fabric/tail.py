@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import re
+import string
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +51,17 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
+def _field_names(fmt: str, style: str) -> frozenset[str]:
+    """The record attributes a format string names, for each logging style."""
+    if style == "{":
+        roots = (re.split(r"[.\[]", f)[0] for _, f, _, _ in string.Formatter().parse(fmt) if f)
+        return frozenset(roots)
+    if style == "$":
+        found = (m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(fmt))
+        return frozenset(f for f in found if f)
+    return frozenset(re.findall(r"%\((\w+)\)", fmt))
+
+
 def _block(text: str) -> str:
     # Multi-line remote text (a traceback): each line escaped and marked as a
     # continuation, so no line of it can pass for a record of its own.
@@ -66,6 +78,9 @@ class SafeFormatter(logging.Formatter):
     def __init__(self, *args: Any, color: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.color = color
+        # Remote records differ in their extras: a field the format names but
+        # a record lacks renders as "-" instead of failing the whole line.
+        self._wanted = _field_names(self._fmt or "", kwargs.get("style", "%")) - {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
         """Format a sanitised copy of ``record``."""
@@ -80,6 +95,8 @@ class SafeFormatter(logging.Formatter):
             code = _COLORS.get(record.levelname)
             if code:
                 attrs["levelname"] = f"{code}{attrs['levelname']}{_RESET}"
+        for name in self._wanted - attrs.keys():
+            attrs[name] = "-"
         safe.__dict__ = attrs
         return super().format(safe)
 
