@@ -84,8 +84,8 @@ def broker_container(image: str) -> Iterator[dict[str, Any]]:
         LOGFABRIC_BROKER_EGRESS=f"tcp://127.0.0.1:{ports['egress']}",
         LOGFABRIC_BROKER_HTTP=f"127.0.0.1:{ports['http']}",
     )
-    container = DockerContainer(image).with_kwargs(
-        network_mode="host", read_only=True, tmpfs={"/tmp": ""}, user="10001"
+    container = (
+        DockerContainer(image).with_kwargs(network_mode="host", read_only=True, user="10001").with_tmpfs_mount("/tmp")
     )
     for key, value in env.items():
         container = container.with_env(key, value)
