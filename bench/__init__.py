@@ -1,0 +1,1 @@
+"""logfabric benchmarks: each compares an anchor and ours side by side in one run."""
