@@ -150,10 +150,12 @@ def custom_levels() -> Iterator[None]:
 _INT32 = st.integers(-(2**31), 2**31 - 1)
 _INT64 = st.integers(-(2**63), 2**63 - 1)
 _FINITE = st.floats(allow_nan=False, allow_infinity=False)
-_TEXT = st.text(max_size=40)
+# Lone surrogates are escaped by design (TestSurrogates), so round trips use valid text.
+_CHAR = st.characters(exclude_categories=("Cs",))
+_TEXT = st.text(_CHAR, max_size=40)
 # Message text biased towards the characters that matter: '%' and line breaks.
-_MESSAGE = st.text(alphabet=st.characters() | st.sampled_from("%%%\r\n{}"), max_size=120)
-_OPTIONAL_TEXT = st.none() | st.text(max_size=30)
+_MESSAGE = st.text(alphabet=_CHAR | st.sampled_from("%%%\r\n{}"), max_size=120)
+_OPTIONAL_TEXT = st.none() | st.text(_CHAR, max_size=30)
 _KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(lambda k: k not in RESERVED)
 _SCALARS = st.none() | st.booleans() | _INT64 | _FINITE | _TEXT
 _VALUES = st.recursive(
