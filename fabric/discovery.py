@@ -6,6 +6,11 @@ the others carry. A ``dns+tcp://`` endpoint is resolved here instead: the
 socket connects to every address, and :meth:`Endpoints.refresh` (called by the
 socket's owner thread every ``interval`` seconds) connects new addresses and
 disconnects gone ones.
+
+A gone address is disconnected only after ``grace`` seconds. A terminating
+Kubernetes pod leaves DNS at once but goes on forwarding while it drains;
+staying connected to it meanwhile means its last records still arrive,
+instead of turning into gaps.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ def _tcp(address: str, port: int) -> str:
 class Endpoints:
     """The endpoints one socket attaches to, plain and ``dns+tcp://`` alike."""
 
-    def __init__(self, endpoints: Iterable[str], resolver: Resolver | None = None, interval: float = 10.0) -> None:
+    def __init__(
+        self, endpoints: Iterable[str], resolver: Resolver | None = None, interval: float = 10.0, grace: float = 45.0
+    ) -> None:
         self.plain: list[str] = []
         self.names: list[tuple[str, int]] = []
         for ep in endpoints:
@@ -66,7 +73,9 @@ class Endpoints:
             raise ValueError("no endpoint given: pass at least one, such as 'tcp://127.0.0.1:5558'")
         self.resolver: Resolver = resolver or resolve_all
         self.interval = interval
+        self.grace = grace
         self.connected: set[str] = set()
+        self.gone: dict[str, float] = {}  # address -> when it left DNS
         self.next_refresh = float("inf")
 
     def attach(self, sock: zmq.Socket[bytes], bind: bool) -> None:
@@ -83,19 +92,27 @@ class Endpoints:
             self.next_refresh = time.monotonic() + self.interval
 
     def refresh(self, sock: zmq.Socket[bytes]) -> None:
-        """Re-resolve the names: connect new addresses, disconnect gone ones."""
-        self.next_refresh = time.monotonic() + self.interval
+        """Re-resolve the names: connect new addresses, disconnect those gone for ``grace`` seconds."""
+        now = time.monotonic()
+        self.next_refresh = now + self.interval
         wanted = self._resolve(strict=False)
         if wanted is None:
             return
         for ep in sorted(wanted - self.connected):
             _log.info("connecting to %s (new address)", ep)
             sock.connect(ep)
-        for ep in sorted(self.connected - wanted):
-            _log.info("disconnecting from %s (address gone)", ep)
-            with contextlib.suppress(zmq.ZMQError):  # never connected after all
-                sock.disconnect(ep)
-        self.connected = wanted
+        for ep in sorted(wanted & self.gone.keys()):
+            del self.gone[ep]  # back in DNS: keep it
+        for ep in sorted(self.connected - wanted - self.gone.keys()):
+            _log.info("address %s left DNS; staying connected for %.0f s while it drains", ep, self.grace)
+            self.gone[ep] = now
+        for ep, since in sorted(self.gone.items()):
+            if now - since >= self.grace:
+                _log.info("disconnecting from %s (address gone)", ep)
+                with contextlib.suppress(zmq.ZMQError):  # never connected after all
+                    sock.disconnect(ep)
+                del self.gone[ep]
+        self.connected = wanted | self.gone.keys()
 
     def _resolve(self, strict: bool) -> set[str] | None:
         found: set[str] = set()
