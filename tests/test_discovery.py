@@ -219,7 +219,7 @@ class TestEndpoints:
             raise OSError("Name or service not known")
 
         endpoints = Endpoints(["dns+tcp://nowhere.test:5558"], nothing)
-        with pytest.raises(ValueError, match="cannot resolve 'nowhere.test'"):
+        with pytest.raises(ValueError, match=r"cannot resolve 'nowhere\.test'"):
             endpoints.attach(sub, bind=False)
 
     @pytest.mark.parametrize("bad", ["dns+tcp://nameonly", "dns+tcp://:5558", "dns+tcp://host:port"])
