@@ -26,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from broker.auth import BrokerAuth, upstream_keys
 from broker.config import BrokerConfig
 from broker.monitor import ConnectionMonitor
 from broker.proxy import ZERO, Proxy, ProxyStats
@@ -63,6 +64,7 @@ class Broker:
         self._draining = False
         self._stopped = threading.Event()
         self._http: Any = None
+        self._auth: BrokerAuth | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -106,6 +108,16 @@ class Broker:
         """Handshakes refused on ``role``, by reason (protocol, auth, other)."""
         return self._monitor.handshake_failures(role) if self._monitor else {}
 
+    def auth_refusals(self) -> dict[tuple[str, str], int]:
+        """With CurveZMQ on: peers refused, by (socket, reason); see :mod:`broker.auth`."""
+        return self._auth.refusals() if self._auth is not None else {}
+
+    def allowed_keys(self) -> dict[str, int]:
+        """With CurveZMQ on: the number of keys in each allow-list (producers, subscribers)."""
+        if self._auth is None:
+            return {}
+        return {"producers": len(self._auth.producers.keys), "subscribers": len(self._auth.subscribers.keys)}
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Broker:
@@ -118,6 +130,11 @@ class Broker:
         tag = f"{next(_ids)}-{id(self):x}"
         monitor = ConnectionMonitor(ctx)
         try:
+            up_keys = upstream_keys(cfg)
+            if cfg.curve:
+                self._auth = BrokerAuth(cfg)
+                self._auth.start(ctx)  # the ZAP handler must exist before a CURVE socket binds
+                monitor.on_event = self._auth.on_monitor_event
             central = self._socket(zmq.XSUB, recv=True)
             egress = self._socket(zmq.XPUB)
             self._bind("egress", egress, cfg.egress, monitor)
@@ -140,6 +157,8 @@ class Broker:
             if cfg.upstream:
                 up_in = self._socket(zmq.XSUB, recv=True, ingest=True)
                 monitor.watch("upstream", up_in)  # before connecting, or the CONNECTED event can be missed
+                if up_keys is not None:
+                    up_keys.apply(up_in)
                 for ep in cfg.upstream:
                     _sockets.attach(up_in, ep, bind=False)
                 up_bridge = self._socket(zmq.XPUB)
@@ -200,7 +219,11 @@ class Broker:
         # ZMTP 3 greeting for a ZMTP 1.0/2.0 peer: random bytes or an HTTP
         # request become forwarded messages (or a subscribe-all at the egress).
         # With one it refuses those peers; no ZAP handler is needed for NULL.
-        sock.setsockopt(zmq.ZAP_DOMAIN, b"logfabric")
+        # With CurveZMQ each bound socket is a CURVE server with its own domain.
+        if self._auth is not None:
+            self._auth.serve(role, sock)
+        else:
+            sock.setsockopt(zmq.ZAP_DOMAIN, b"logfabric")
         monitor.watch(role, sock)  # before binding, or a peer already retrying could connect unseen
         _sockets.attach(sock, endpoint, bind=True)
         self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -282,6 +305,8 @@ class Broker:
             self._http = None
         if self._monitor is not None:
             self._monitor.stop()
+        if self._auth is not None:
+            self._auth.stop()
         linger = 0 if linger_until is None else max(0, int((linger_until - time.monotonic()) * 1000))
         for proxy in self._proxies.values():
             proxy.close()

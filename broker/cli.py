@@ -46,6 +46,16 @@ def build_parser(prog: str = "logfabric broker") -> argparse.ArgumentParser:
     p.add_argument(
         "--max-message", type=int, metavar="BYTES", help=f"largest message accepted (default {d.max_message})"
     )
+    curve = p.add_argument_group("CurveZMQ (docs/security.md)")
+    curve.add_argument(
+        "--curve-secret-key", metavar="FILE", help="the broker's secret key file; turns CURVE on (default off)"
+    )
+    curve.add_argument("--curve-producers", metavar="DIR", help="public keys (*.key) allowed to produce at the ingests")
+    curve.add_argument(
+        "--curve-subscribers", metavar="DIR", help="public keys (*.key) allowed at the egress and the pipeline"
+    )
+    curve.add_argument("--curve-client-key", metavar="FILE", help="this broker's secret key file for --upstream")
+    curve.add_argument("--curve-upstream-key", metavar="FILE", help="the upstream brokers' public key file")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags and variables win over it)")
     p.add_argument("--log-level", default="INFO", help="the broker's own log level (default INFO)")
     return p
@@ -69,6 +79,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "logfabric broker") -> i
             upstream=args.upstream,
             hwm=args.hwm,
             max_message=args.max_message,
+            curve_secret_key=args.curve_secret_key,
+            curve_producers=args.curve_producers,
+            curve_subscribers=args.curve_subscribers,
+            curve_client_key=args.curve_client_key,
+            curve_upstream_key=args.curve_upstream_key,
         )
         broker = Broker(config)
         broker.start()

@@ -47,6 +47,16 @@ class BrokerConfig:
     """High-water mark of every broker socket, in messages."""
     max_message: int = DEFAULT_MAX_MESSAGE
     """Largest message accepted at an ingest (ZMQ_MAXMSGSIZE), in bytes."""
+    curve_secret_key: str | None = None
+    """The broker's CURVE secret key file (NAME.key_secret); turns CurveZMQ on for every bound socket."""
+    curve_producers: str | None = None
+    """Directory of producer public keys (*.key) allowed at the ingests."""
+    curve_subscribers: str | None = None
+    """Directory of subscriber public keys (*.key) allowed at the egress and the pipeline."""
+    curve_client_key: str | None = None
+    """This broker's CURVE secret key file for connecting to ``upstream`` brokers."""
+    curve_upstream_key: str | None = None
+    """The upstream brokers' public key file (NAME.key)."""
 
     def __post_init__(self) -> None:
         for name in ("pub_ingest", "push_ingest", "egress"):
@@ -63,6 +73,27 @@ class BrokerConfig:
             raise ConfigError(f"hwm must be >= 0, got {self.hwm}")
         if self.max_message < 1024:
             raise ConfigError(f"max_message must be at least 1024 bytes, got {self.max_message}")
+        server = (self.curve_secret_key, self.curve_producers, self.curve_subscribers)
+        if any(v is not None for v in server) and None in server:
+            raise ConfigError(
+                "CurveZMQ needs curve_secret_key, curve_producers and curve_subscribers together "
+                "(the broker's secret key file and the two allow-list directories); missing: "
+                + ", ".join(n for n, v in zip(_CURVE_SERVER, server, strict=True) if v is None)
+            )
+        client = (self.curve_client_key, self.curve_upstream_key)
+        if (self.curve_client_key is None) != (self.curve_upstream_key is None):
+            missing = "curve_client_key" if self.curve_client_key is None else "curve_upstream_key"
+            raise ConfigError(
+                f"{missing} is missing: connecting to upstream brokers with CurveZMQ needs this broker's "
+                "secret key file (curve_client_key) and the upstream's public key file (curve_upstream_key)"
+            )
+        if client[0] is not None and not self.upstream:
+            raise ConfigError("curve_client_key and curve_upstream_key are for upstream brokers, but none is set")
+
+    @property
+    def curve(self) -> bool:
+        """Whether the bound sockets use CurveZMQ."""
+        return self.curve_secret_key is not None
 
     @classmethod
     def load(
@@ -103,6 +134,9 @@ def _endpoint(name: str, value: object) -> None:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+_CURVE_SERVER = ("curve_secret_key", "curve_producers", "curve_subscribers")
+_OPTIONAL = ("pipeline", "http", *_CURVE_SERVER, "curve_client_key", "curve_upstream_key")
+
 _TYPES: dict[str, type] = {"drain_timeout": float, "hwm": int, "max_message": int}
 
 
@@ -113,7 +147,7 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return tuple(value)
         raise ConfigError(f"{name} must be a list of endpoints, got {value!r}")
-    if name in ("pipeline", "http") and value in ("", "off", "none", "None"):
+    if name in _OPTIONAL and value in ("", "off", "none", "None"):
         return None
     kind = _TYPES.get(name)
     if kind is not None:

@@ -77,6 +77,22 @@ class _BrokerCollector(Collector):
                 connections.add_metric([role], b.connections(role))
                 for reason, count in b.refusals(role).items():
                     malformed.add_metric([role, reason], count)
+        auth_refused = CounterMetricFamily(
+            "logfabric_broker_auth_refused",
+            "Peers refused by CurveZMQ, by socket and reason (unknown_key, plaintext, bad_handshake).",
+            labels=["socket", "reason"],
+        )
+        allowed_keys = GaugeMetricFamily(
+            "logfabric_broker_curve_allowed_keys", "Public keys in each CurveZMQ allow-list.", labels=["list"]
+        )
+        if b.config.curve:
+            refused = b.auth_refusals()
+            for role in ("pub_ingest", "push_ingest", "egress", "pipeline"):
+                if role in b.endpoints:
+                    for reason in ("unknown_key", "plaintext", "bad_handshake"):
+                        auth_refused.add_metric([role, reason], refused.get((role, reason), 0))
+            for name, count in b.allowed_keys().items():
+                allowed_keys.add_metric([name], count)
         drained = CounterMetricFamily("logfabric_broker_drained_records", "Records forwarded during a shutdown drain.")
         drained.add_metric([], b.drained)
         up = GaugeMetricFamily("logfabric_broker_ready", "1 while the broker is ready to take records.")
@@ -96,6 +112,8 @@ class _BrokerCollector(Collector):
             sent_bytes,
             subscriptions,
             malformed,
+            auth_refused,
+            allowed_keys,
             connections,
             drained,
             up,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -45,6 +46,8 @@ class ConnectionMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logfabric-monitor", daemon=True)
+        self.on_event: Callable[[str, int, int], None] | None = None
+        """Called as ``on_event(name, event, value)`` for every event, in the monitor thread."""
 
     def watch(self, name: str, sock: zmq.Socket[bytes]) -> None:
         """Start counting events of ``sock`` under ``name``."""
@@ -76,6 +79,8 @@ class ConnectionMonitor:
                 except zmq.Again:
                     continue
                 self._count(self._monitors[mon], event["event"])
+                if self.on_event is not None:
+                    self.on_event(self._monitors[mon], int(event["event"]), int(event["value"]))
 
     def _count(self, name: str, event: int) -> None:
         kind = _KINDS.get(int(event))

@@ -15,6 +15,7 @@ import zmq
 
 from fabric import _sockets
 from fabric.codec import Limits, MalformedRecord, decode
+from fabric.curve import CurveKeys, check_not_bound
 from fabric.discovery import Endpoints
 from fabric.topic import matches, subscriptions
 
@@ -75,10 +76,20 @@ class Intake:
 
         Malformed messages yield nothing and are counted; nothing raises.
         """
-        if len(frames) != 2:
-            self._malformed(f"expected 2 frames (topic, payload), got {len(frames)}")
+        if len(frames) == 1:
+            # One frame: topic NUL payload. The topic holds exactly one NUL (names
+            # have theirs replaced), so the payload starts after the second.
+            frame = frames[0]
+            end = frame.find(b"\x00", frame.find(b"\x00") + 1)
+            if end <= 0:
+                self._malformed("no topic delimiter: expected one frame, topic NUL payload")
+                return []
+            topic, payload = frame[:end], frame[end + 1 :]
+        elif len(frames) == 2:
+            topic, payload = frames  # the two-frame layout of producers before 0.2
+        else:
+            self._malformed(f"expected 1 frame (topic NUL payload) or 2 (topic, payload), got {len(frames)}")
             return []
-        topic, payload = frames
         try:
             decoded = decode(payload, self.limits)
         except MalformedRecord as exc:
@@ -155,16 +166,20 @@ def open_socket(
     mode: str,
     bind: bool,
     topics: Iterable[bytes],
+    curve: CurveKeys | None = None,
 ) -> zmq.Socket[bytes]:
-    """Create a SUB or PULL socket attached to every endpoint."""
+    """Create a SUB or PULL socket attached to every endpoint (a CURVE client if ``curve`` is given)."""
     if mode not in ("sub", "pull"):
         raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
+    check_not_bound(curve, bind)
     sock = ctx.socket(zmq.SUB if mode == "sub" else zmq.PULL)
     try:
         sock.setsockopt(zmq.RCVHWM, _sockets.DEFAULT_HWM)
         sock.setsockopt(zmq.MAXMSGSIZE, _sockets.DEFAULT_MAX_MESSAGE)
         sock.setsockopt(zmq.LINGER, 0)
         _sockets.tune(sock)
+        if curve is not None:
+            curve.apply(sock)
         if mode == "sub":
             for topic in topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)

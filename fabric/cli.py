@@ -22,6 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("broker", help="run a broker (see 'logfabric broker --help')", add_help=False)
     commands.add_parser("tail", help="print live records (see 'logfabric tail --help')", add_help=False)
 
+    keys = commands.add_parser("keys", help="CurveZMQ key pairs (see docs/security.md)")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    generate = key_commands.add_parser(
+        "generate",
+        help="create NAME.key (public) and NAME.key_secret (private, mode 0600)",
+        description="Create a CURVE key pair: NAME.key (public: give it to the broker's allow-list, or to clients "
+        "if NAME is the broker) and NAME.key_secret (keep it private). Existing files are never overwritten.",
+    )
+    generate.add_argument("name", metavar="NAME", help="the key's name, e.g. broker, checkout, analyst-jane")
+    generate.add_argument("--dir", default=".", help="where to write the files (created if missing; default .)")
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["broker"]:
         from broker.cli import main as broker_main
@@ -36,8 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fabric.demo import run_demo
 
         return run_demo(seconds=args.seconds, producers=args.producers)
+    if args.command == "keys" and args.keys_command == "generate":
+        return _generate_keys(args.name, args.dir)
+    if args.command == "keys":
+        keys.print_help(sys.stderr)
+        return 2
     parser.print_help(sys.stderr)
     return 2
+
+
+def _generate_keys(name: str, directory: str) -> int:
+    from fabric.curve import CurveError, generate, load_public_key
+
+    try:
+        public, secret = generate(name, directory)
+    except (CurveError, OSError) as exc:
+        print(f"logfabric keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"public key  {public}  ({load_public_key(public).decode()})")
+    print(
+        f"secret key  {secret}  (mode 0600: keep it private; only the public .key file goes to allow-lists and clients)"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ _LISTENER_KEYS = {
     "dispatch",
     "handlers",
     "respect_handler_level",
+    "curve_server_key",
+    "curve_client_key",
 }
 
 
@@ -99,7 +101,8 @@ def listen_from_config(source: str | Path | Mapping[str, Any], **overrides: Any)
     By default records go through the local logging tree (``dispatch="loggers"``),
     so the loggers' handlers decide where they land. ``"handlers": ["file"]``
     instead sends every record straight to the named handlers. ``overrides``
-    replace keys of the ``"listener"`` section.
+    replace keys of the ``"listener"`` section. For CurveZMQ, add
+    ``"curve_server_key"`` and ``"curve_client_key"`` (key file paths) to it.
     """
     loaded = load_logging_config(source)
     if isinstance(loaded, Path):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import zmq
 
-from fabric import _sockets
+from fabric import _sockets, curve
 from fabric.codec import CODECS, Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
@@ -45,7 +45,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     ``ZmqHandler(endpoint, *, mode="push", codec="protobuf", bind=False, ...)``
     follows the ``QueueHandler`` seams: :meth:`prepare` turns a record into a
-    ``(topic, payload)`` message and :meth:`enqueue` sends it. The socket is
+    one-frame ``topic NUL payload`` message and :meth:`enqueue` sends it. The socket is
     created lazily in the process that first logs, so a handler survives
     ``fork()``: a child gets its own socket, producer id and sequence, and never
     sends on the parent's.
@@ -67,6 +67,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
             records to leave when the peer is unreachable.
         max_message: payload bytes above which a record is dropped and counted
             (``"oversize"``) instead of being refused by the receiver.
+        curve_server_key, curve_client_key: paths of the broker's public key
+            file and of this producer's secret key file, to encrypt and
+            authenticate with CurveZMQ (both or neither; default
+            ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``,
+            else plaintext). See :mod:`fabric.curve`.
 
     Attributes:
         stats: ``{"sent", "dropped", "oversize", "errors"}`` counts for this process.
@@ -87,6 +92,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         send_timeout: float = 0.0,
         linger: float = 1.0,
         max_message: int = _sockets.DEFAULT_MAX_MESSAGE,
+        curve_server_key: str | os.PathLike[str] | None = None,
+        curve_client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         # Python 3.12+ dictConfig builds QueueHandler subclasses as
         # klass(queue, **config): the endpoint then arrives by keyword and the
@@ -102,6 +109,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
             raise ValueError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
         if send_timeout < 0 or linger < 0 or hwm < 0:
             raise ValueError("send_timeout, linger and hwm must not be negative")
+        self.curve = curve.client_keys(curve_server_key, curve_client_key)
+        curve.check_not_bound(self.curve, bind)
         super().__init__(None)  # type: ignore[arg-type]  # the socket is our queue
         self.setLevel(level)
         self.mode: Mode = mode
@@ -126,7 +135,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._sock: zmq.Socket[bytes] | None = None
         self._ready = self.mode == "push"
-        self._pending: deque[tuple[bytes, bytes]] = deque()
+        self._pending: deque[bytes] = deque()
         self._new_identity()
         self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "oversize": 0, "errors": 0}
 
@@ -161,6 +170,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
             if self.mode == "pub":
                 sock.setsockopt(zmq.XPUB_NODROP, 1)  # full queue -> EAGAIN, counted
             _sockets.tune(sock)
+            if self.curve is not None:
+                self.curve.apply(sock)
             _sockets.attach(sock, self.endpoint, self.bind)
         except Exception:
             sock.close(linger=0)
@@ -171,8 +182,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     # ------------------------------------------------------------------ QueueHandler seams
 
-    def prepare(self, record: logging.LogRecord) -> tuple[bytes, bytes]:
-        """Encode ``record`` as ``(topic, payload)``.
+    def prepare(self, record: logging.LogRecord) -> bytes:  # type: ignore[override]
+        """Encode ``record`` as one message: ``topic NUL payload``.
 
         Like ``logging.Formatter``, this caches the formatted traceback in
         ``record.exc_text``; nothing else on the record changes.
@@ -184,7 +195,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         # Sequence numbers count per topic: a subscriber receives either every
         # record of a topic or none, so a jump is a real loss even when it filters.
         entry[1] += 1
-        return entry[0], self._encoder.encode(record, entry[1])
+        lead: bytes = entry[0]
+        return lead + self._encoder.encode(record, entry[1])
 
     def _topic_entry(self, key: tuple[int, str]) -> list[Any]:
         topic = make_topic(key[0], key[1], self.service)
@@ -194,14 +206,14 @@ class ZmqHandler(logging.handlers.QueueHandler):
                 # Unbounded logger names. Restarting the counters under the same
                 # id would hide losses, so continue as a new producer instead.
                 self._new_identity()
-            entry = self._by_topic[topic] = [topic, 0]
+            # [the message's lead: topic and its NUL delimiter, last seq]
+            entry = self._by_topic[topic] = [topic + b"\x00", 0]
         self._topics[key] = entry
         return entry
 
     def enqueue(self, message: Any) -> None:
-        """Send one ``(topic, payload)`` message, or count it as dropped."""
-        topic, payload = message
-        if len(payload) > self.max_message:
+        """Send one message (``topic NUL payload``), or count it as dropped."""
+        if len(message) > self.max_message:
             self.stats["oversize"] += 1
             return
         sock = self._sock
@@ -218,8 +230,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         if self._pending:
             self._flush_pending(sock)
         try:
-            sock.send(topic, zmq.SNDMORE)
-            sock.send(payload)
+            sock.send(message)
         except zmq.Again:
             self.stats["dropped"] += 1
         else:
@@ -228,7 +239,24 @@ class ZmqHandler(logging.handlers.QueueHandler):
     def emit(self, record: logging.LogRecord) -> None:
         """Prepare and send ``record``; errors go to :meth:`handleError`, never the caller."""
         try:
-            self.enqueue(self.prepare(record))
+            message = self.prepare(record)
+            sock = self._sock
+            if (
+                sock is None
+                or not self._ready
+                or self._pending
+                or len(message) > self.max_message
+                or self._pid != os.getpid()
+            ):
+                self.enqueue(message)  # first record, waiting for a subscriber, oversize, forked
+                return
+            # The common case, inlined: one frame, one send.
+            try:
+                sock.send(message)
+            except zmq.Again:
+                self.stats["dropped"] += 1
+            else:
+                self.stats["sent"] += 1
         except Exception:
             self.stats["errors"] += 1
             self.handleError(record)
@@ -261,10 +289,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
     def _flush_pending(self, sock: zmq.Socket[bytes]) -> None:
         pending = self._pending
         while pending:
-            topic, payload = pending[0]
             try:
-                sock.send(topic, zmq.SNDMORE | zmq.NOBLOCK)
-                sock.send(payload)
+                sock.send(pending[0], zmq.NOBLOCK)
             except zmq.Again:
                 return
             pending.popleft()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import threading
 import time
@@ -16,6 +17,7 @@ import zmq
 from fabric import _sockets
 from fabric._intake import Intake, open_socket
 from fabric.codec import Limits
+from fabric.curve import client_keys
 from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Dispatch", "ZmqListener"]
@@ -97,6 +99,11 @@ class ZmqListener(logging.handlers.QueueListener):
             connect to every address of NAME and re-resolve it every
             ``resolve_interval`` seconds (see :mod:`fabric.discovery`);
             ``resolver(host, port)`` returns addresses (default: getaddrinfo).
+        curve_server_key, curve_client_key: paths of the broker's public key
+            file and of this subscriber's secret key file, to encrypt and
+            authenticate with CurveZMQ (both or neither; default
+            ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``,
+            else plaintext). Read here, so a bad key file raises at once.
 
     Attributes:
         stats: ``received``, ``malformed``, ``filtered``, ``gaps``,
@@ -118,6 +125,8 @@ class ZmqListener(logging.handlers.QueueListener):
         limits: Limits | None = None,
         resolver: Resolver | None = None,
         resolve_interval: float = 10.0,
+        curve_server_key: str | os.PathLike[str] | None = None,
+        curve_client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         if mode not in ("sub", "pull"):
             raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
@@ -129,6 +138,7 @@ class ZmqListener(logging.handlers.QueueListener):
         self.bind = bind
         self.dispatch = dispatch
         self.intake = Intake(level, loggers, services, limits)
+        self.curve = client_keys(curve_server_key, curve_client_key)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]
         self._thread: threading.Thread | None = None
@@ -146,7 +156,9 @@ class ZmqListener(logging.handlers.QueueListener):
             raise RuntimeError("this ZmqListener is already started; stop() it first")
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            sock = open_socket(ctx, self._endpoints, self.mode, self.bind, self.intake.subscriptions())
+            sock = open_socket(
+                ctx, self._endpoints, self.mode, self.bind, self.intake.subscriptions(), curve=self.curve
+            )
         except Exception:
             ctx.term()
             raise

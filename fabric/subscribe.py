@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ import zmq
 from fabric import _sockets
 from fabric._intake import Intake, open_socket
 from fabric.codec import Limits
+from fabric.curve import CurveKeys, client_keys
 from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Subscription", "subscribe"]
@@ -30,6 +32,8 @@ def subscribe(
     limits: Limits | None = None,
     resolver: Resolver | None = None,
     resolve_interval: float = 10.0,
+    curve_server_key: str | os.PathLike[str] | None = None,
+    curve_client_key: str | os.PathLike[str] | None = None,
 ) -> Subscription:
     """Return an iterator of remote records as :class:`logging.LogRecord` objects.
 
@@ -40,6 +44,10 @@ def subscribe(
     :meth:`Subscription.close`, or at the end of a ``with`` block.
     ``dns+tcp://NAME:PORT`` endpoints connect to every address of NAME (all
     brokers behind a headless Service) and follow it as it changes.
+    ``curve_server_key`` and ``curve_client_key`` (default
+    ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``) are the
+    paths of the broker's public key file and this subscriber's secret key
+    file, for CurveZMQ (see :class:`fabric.ZmqListener`).
 
     Example::
 
@@ -48,20 +56,29 @@ def subscribe(
                 print(record.service, record.levelname, record.getMessage())
     """
     checked = Endpoints(_sockets.endpoint_list(endpoints), resolver, resolve_interval)
-    return Subscription(checked, Intake(level, loggers, services, limits), mode, bind, timeout)
+    keys = client_keys(curve_server_key, curve_client_key)
+    return Subscription(checked, Intake(level, loggers, services, limits), mode, bind, timeout, curve=keys)
 
 
 class Subscription(Iterator[logging.LogRecord]):
     """The iterator :func:`subscribe` returns; ``stats`` counts as a listener's do."""
 
-    def __init__(self, endpoints: Endpoints, intake: Intake, mode: str, bind: bool, timeout: float | None) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        intake: Intake,
+        mode: str,
+        bind: bool,
+        timeout: float | None,
+        curve: CurveKeys | None = None,
+    ) -> None:
         self.intake = intake
         self._endpoints = endpoints
         self.timeout = timeout
         self._sock: zmq.Socket[bytes] | None = None  # close() and __del__ work even if opening fails
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            self._sock = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions())
+            self._sock = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions(), curve=curve)
         except Exception:
             self._ctx.term()
             raise

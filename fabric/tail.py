@@ -163,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="dictConfig (JSON, YAML) or INI file: records go to its handlers")
     p.add_argument("--mode", choices=("sub", "pull"), default="sub", help="sub (a broker's egress) or pull")
     p.add_argument("--bind", action="store_true", help="bind the endpoints instead of connecting")
+    p.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="the broker's public key file, for CurveZMQ (default $LOGFABRIC_CURVE_SERVER_KEY)",
+    )
+    p.add_argument(
+        "--curve-client-key",
+        metavar="FILE",
+        help="your secret key file (NAME.key_secret), for CurveZMQ (default $LOGFABRIC_CURVE_CLIENT_KEY)",
+    )
     return p
 
 
@@ -199,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             mode=args.mode,
             bind=args.bind,
             timeout=args.timeout,
+            curve_server_key=args.curve_server_key,
+            curve_client_key=args.curve_client_key,
         )
     except (ValueError, ConfigError) as exc:
         return _fail(str(exc))

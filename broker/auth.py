@@ -1,0 +1,254 @@
+"""CurveZMQ for the broker: its key pair, two allow-lists, the ZAP handler, and refused peers.
+
+Every bound socket becomes a CURVE server with its own ZAP domain,
+``logfabric.<role>``. The ingests' domains check client keys against the
+producers' allow-list, the egress's and the pipeline's against the
+subscribers' one, so a subscriber key cannot produce and a producer key
+cannot subscribe.
+
+Refusals are counted by socket and reason:
+
+- ``unknown_key``: a CURVE client whose public key is not in that socket's
+  allow-list (the ZAP handler answered 400; the handshake failed with
+  HANDSHAKE_FAILED_AUTH);
+- ``plaintext``: a peer without CURVE (a NULL or PLAIN mechanism;
+  HANDSHAKE_FAILED_PROTOCOL, mechanism mismatch);
+- ``bad_handshake``: a CURVE handshake that does not decrypt, usually a client
+  holding the wrong server public key (HANDSHAKE_FAILED_PROTOCOL, cryptographic
+  or malformed CURVE commands).
+
+Each is logged on ``logfabric.broker``, at most once every 10 s per socket and
+reason, with the number since the last message.
+
+The allow-lists are directories of ``*.key`` files (``logfabric keys
+generate``). They are read again when a directory changes (checked at most
+once a second, on the next handshake), so keys can be added and removed
+without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from broker.config import BrokerConfig, ConfigError
+from fabric import curve
+
+__all__ = ["PRODUCER_ROLES", "REASONS", "SUBSCRIBER_ROLES", "AllowList", "BrokerAuth"]
+
+_log = logging.getLogger("logfabric.broker")
+
+#: Bound sockets whose peers are producers, and those whose peers are subscribers.
+PRODUCER_ROLES = ("pub_ingest", "push_ingest")
+SUBSCRIBER_ROLES = ("egress", "pipeline")
+#: Why a peer was refused.
+REASONS = ("unknown_key", "plaintext", "bad_handshake")
+
+_LOG_EVERY = 10.0
+_RECHECK_EVERY = 1.0
+_CRYPTO_ERRORS = frozenset(
+    int(getattr(zmq, name))
+    for name in (
+        "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC",
+        "PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE",
+        "PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_HELLO",
+        "PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_INITIATE",
+        "PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_WELCOME",
+        "PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_READY",
+        "PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_MESSAGE",
+    )
+)
+
+
+def domain_of(role: str) -> str:
+    """The ZAP domain of a bound socket."""
+    return f"logfabric.{role}"
+
+
+class AllowList:
+    """The public keys in one directory of ``*.key`` files, re-read when the directory changes."""
+
+    def __init__(self, directory: str, label: str) -> None:
+        self.directory = Path(directory)
+        self.label = label
+        if not self.directory.is_dir():
+            raise ConfigError(
+                f"the {label} allow-list {directory!r} is not a directory; create it and put the "
+                f"{label}' public key files (NAME.key, from 'logfabric keys generate') in it"
+            )
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, ...] = ()
+        self._checked = 0.0
+        self.keys: frozenset[bytes] = frozenset()
+        self.reload()
+
+    def _signature(self) -> tuple[int, ...]:
+        # A Kubernetes Secret update swaps a symlink inside the directory, which
+        # changes the directory's mtime; editing a key file in place changes its own.
+        stamps = [self.directory.stat().st_mtime_ns]
+        for path in sorted(self.directory.glob("*.key")):
+            with contextlib.suppress(OSError):
+                stamps.append(path.stat().st_mtime_ns)
+        return tuple(stamps)
+
+    def reload(self) -> bool:
+        """Read the directory again; return whether the keys changed."""
+        with self._lock:
+            self._checked = time.monotonic()
+            try:
+                signature = self._signature()
+                keys = frozenset(zmq.auth.load_certificates(self.directory))
+            except (OSError, ValueError) as exc:
+                _log.error(
+                    "cannot read the %s allow-list %s (keeping the last keys): %s", self.label, self.directory, exc
+                )
+                return False
+            self._stamp = signature
+            changed = keys != self.keys
+            if changed:
+                self.keys = keys
+                _log.info("%s allow-list %s: %d key(s)", self.label, self.directory, len(keys))
+                if not keys:
+                    _log.warning(
+                        "the %s allow-list %s holds no *.key file: all are refused", self.label, self.directory
+                    )
+            return changed
+
+    def allows(self, z85_key: bytes) -> bool:
+        """Whether ``z85_key`` is listed (re-reading the directory if it changed, at most once a second)."""
+        if time.monotonic() - self._checked >= _RECHECK_EVERY:
+            try:
+                stale = self._signature() != self._stamp
+            except OSError:
+                stale = True
+            if stale:
+                self.reload()
+            else:
+                self._checked = time.monotonic()
+        return z85_key in self.keys
+
+
+class _Provider:
+    """A pyzmq credentials provider for one ZAP domain (one bound socket)."""
+
+    def __init__(self, auth: BrokerAuth, role: str, allow: AllowList) -> None:
+        self.auth = auth
+        self.role = role
+        self.allow = allow
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        ok = self.allow.allows(key)
+        if not ok:
+            self.auth.note_unknown_key(self.role, key)
+        return ok
+
+
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler thread, remembering each request's peer address for the log."""
+
+    address = ""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self.address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else ""
+        await super().handle_zap_message(msg)
+
+
+class BrokerAuth:
+    """The broker's CURVE side: load keys (clear errors), run ZAP, count and log refusals."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        assert config.curve_secret_key and config.curve_producers and config.curve_subscribers
+        try:
+            self.public, self.secret = curve.load_key_pair(config.curve_secret_key, "the broker's secret key")
+        except curve.CurveError as exc:
+            raise ConfigError(str(exc)) from None
+        self.producers = AllowList(config.curve_producers, "producers")
+        self.subscribers = AllowList(config.curve_subscribers, "subscribers")
+        self.refused: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._last_log: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
+        self._authenticator: _Authenticator | None = None
+
+    def start(self, ctx: zmq.Context[Any]) -> None:
+        """Start the ZAP handler in ``ctx`` (before any CURVE socket binds)."""
+        auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
+        auth.start()
+        for role in PRODUCER_ROLES:
+            auth.configure_curve_callback(domain_of(role), _Provider(self, role, self.producers))
+        for role in SUBSCRIBER_ROLES:
+            auth.configure_curve_callback(domain_of(role), _Provider(self, role, self.subscribers))
+        self._authenticator = auth
+
+    def stop(self) -> None:
+        """Stop the ZAP handler (before the context is destroyed)."""
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+
+    def serve(self, role: str, sock: zmq.Socket[bytes]) -> None:
+        """Make bound socket ``role`` a CURVE server checked against its allow-list (before binding)."""
+        curve.make_server(sock, self.public, self.secret, domain_of(role))
+
+    def refusals(self) -> dict[tuple[str, str], int]:
+        """Refused peers by (socket, reason)."""
+        with self._lock:
+            return dict(self.refused)
+
+    # ------------------------------------------------------------------ refusals
+
+    def note_unknown_key(self, role: str, key: bytes) -> None:
+        """Log (rate-limited) a key the ZAP handler refused; the monitor event counts it."""
+        address = self._authenticator.address if self._authenticator is not None else ""
+        self._log(role, "unknown_key", f"CURVE key {key.decode('ascii', 'replace')} from {address or '?'}")
+
+    def on_monitor_event(self, role: str, event: int, value: int) -> None:
+        """Count a handshake refused on bound socket ``role`` (a ConnectionMonitor hook)."""
+        if role not in PRODUCER_ROLES and role not in SUBSCRIBER_ROLES:
+            return
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            reason = "unknown_key"  # logged with its key by the ZAP callback
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            reason = "plaintext"
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value in _CRYPTO_ERRORS:
+            reason = "bad_handshake"
+        else:
+            return
+        with self._lock:
+            self.refused[(role, reason)] += 1
+        if reason == "plaintext":
+            self._log(role, reason, "a peer without CURVE (plaintext)")
+        elif reason == "bad_handshake":
+            self._log(role, reason, "a CURVE handshake that did not decrypt (wrong server public key?)")
+
+    def _log(self, role: str, reason: str, what: str) -> None:
+        key = (role, reason)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_log.get(key)
+            if last is not None and now - last < _LOG_EVERY:
+                self._unlogged[key] += 1
+                return
+            self._last_log[key] = now
+            skipped = self._unlogged.pop(key, 0)
+        extra = f" ({skipped} more since the last message)" if skipped else ""
+        _log.warning("refused %s on %s (%s)%s", what, role, reason, extra)
+
+
+def upstream_keys(config: BrokerConfig) -> curve.CurveKeys | None:
+    """The client keys for ``--upstream`` connections, or None for plaintext."""
+    if config.curve_client_key is None or config.curve_upstream_key is None:
+        return None
+    try:
+        return curve.CurveKeys.load(config.curve_upstream_key, config.curve_client_key)
+    except curve.CurveError as exc:
+        raise ConfigError(f"upstream: {exc}") from None
