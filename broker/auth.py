@@ -15,7 +15,11 @@ Refusals are counted by socket and reason:
   HANDSHAKE_FAILED_PROTOCOL, mechanism mismatch);
 - ``bad_handshake``: a CURVE handshake that does not decrypt, usually a client
   holding the wrong server public key (HANDSHAKE_FAILED_PROTOCOL, cryptographic
-  or malformed CURVE commands).
+  or malformed CURVE commands);
+- ``aborted``: a peer that hung up during the handshake
+  (HANDSHAKE_FAILED_NO_DETAIL). A client without CURVE sees the mismatch too,
+  and when it hangs up first this is how its refusal shows; a TCP probe that
+  connects and closes counts here as well.
 
 Each is logged on ``logfabric.broker``, at most once every 10 s per socket and
 reason, with the number since the last message.
@@ -51,7 +55,7 @@ _log = logging.getLogger("logfabric.broker")
 PRODUCER_ROLES = ("pub_ingest", "push_ingest")
 SUBSCRIBER_ROLES = ("egress", "pipeline")
 #: Why a peer was refused.
-REASONS = ("unknown_key", "plaintext", "bad_handshake")
+REASONS = ("unknown_key", "plaintext", "bad_handshake", "aborted")
 
 _LOG_EVERY = 10.0
 _RECHECK_EVERY = 1.0
@@ -221,6 +225,8 @@ class BrokerAuth:
             reason = "plaintext"
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value in _CRYPTO_ERRORS:
             reason = "bad_handshake"
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            reason = "aborted"
         else:
             return
         with self._lock:
@@ -229,6 +235,8 @@ class BrokerAuth:
             self._log(role, reason, "a peer without CURVE (plaintext)")
         elif reason == "bad_handshake":
             self._log(role, reason, "a CURVE handshake that did not decrypt (wrong server public key?)")
+        elif reason == "aborted":
+            self._log(role, reason, "a peer that hung up during the handshake (a client without CURVE?)")
 
     def _log(self, role: str, reason: str, what: str) -> None:
         key = (role, reason)

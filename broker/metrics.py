@@ -35,7 +35,7 @@ class _BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         b = self.broker
         stats = b.statistics()
-        # libzmq counts frames; every logfabric message is two (topic, payload).
+        # libzmq counts frames; a logfabric record is one frame (topic NUL payload).
         received = CounterMetricFamily(
             "logfabric_broker_records_received", "Records received, by ingest.", labels=["ingest"]
         )
@@ -44,7 +44,7 @@ class _BrokerCollector(Collector):
         )
         for proxy, label in _INGESTS.items():
             if proxy in stats:
-                received.add_metric([label], stats[proxy][_FE_FRAMES_IN] // 2)
+                received.add_metric([label], stats[proxy][_FE_FRAMES_IN])
                 received_bytes.add_metric([label], stats[proxy][_FE_BYTES_IN])
         sent = CounterMetricFamily(
             "logfabric_broker_records_sent",
@@ -56,7 +56,7 @@ class _BrokerCollector(Collector):
         )
         for proxy, label in _EGRESSES.items():
             if proxy in stats:
-                sent.add_metric([label], stats[proxy][_BE_FRAMES_OUT] // 2)
+                sent.add_metric([label], stats[proxy][_BE_FRAMES_OUT])
                 sent_bytes.add_metric([label], stats[proxy][_BE_BYTES_OUT])
         subscriptions = CounterMetricFamily(
             "logfabric_broker_subscription_messages", "Subscribe and unsubscribe messages from subscribers."
@@ -79,7 +79,7 @@ class _BrokerCollector(Collector):
                     malformed.add_metric([role, reason], count)
         auth_refused = CounterMetricFamily(
             "logfabric_broker_auth_refused",
-            "Peers refused by CurveZMQ, by socket and reason (unknown_key, plaintext, bad_handshake).",
+            "Peers refused by CurveZMQ, by socket and reason (unknown_key, plaintext, bad_handshake, aborted).",
             labels=["socket", "reason"],
         )
         allowed_keys = GaugeMetricFamily(
@@ -89,7 +89,7 @@ class _BrokerCollector(Collector):
             refused = b.auth_refusals()
             for role in ("pub_ingest", "push_ingest", "egress", "pipeline"):
                 if role in b.endpoints:
-                    for reason in ("unknown_key", "plaintext", "bad_handshake"):
+                    for reason in ("unknown_key", "plaintext", "bad_handshake", "aborted"):
                         auth_refused.add_metric([role, reason], refused.get((role, reason), 0))
             for name, count in b.allowed_keys().items():
                 allowed_keys.add_metric([name], count)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from fabric.codec import Limits, MalformedRecord, decode, encode
 from fabric.config import ConfigError, listen_from_config
+from fabric.curve import CurveError, CurveKeys
 from fabric.handler import ZmqHandler
 from fabric.install import install
 from fabric.listener import ZmqListener
@@ -25,6 +26,8 @@ from fabric.subscribe import Subscription, subscribe
 
 __all__ = [
     "ConfigError",
+    "CurveError",
+    "CurveKeys",
     "Limits",
     "MalformedRecord",
     "Subscription",

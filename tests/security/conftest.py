@@ -1,0 +1,187 @@
+"""Fixtures for the CurveZMQ tests: real key files, real brokers with CURVE, real sockets on 127.0.0.1.
+
+Every broker is embedded (``broker.Broker``) unless a test starts a process
+itself; every wait is bounded; handlers, listeners and brokers are closed at
+teardown (handlers with a linger of at most 1 s, listeners with linger 0).
+Names carry a ``sec_`` or ``curve_`` prefix so they never clash with the
+fixtures of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import fabric
+from broker import Broker
+from fabric.curve import generate
+
+#: Logger name of synchronisation probes.
+PROBE = "sec.probe"
+
+
+@dataclass
+class KeySet:
+    """Key files for one test: the broker's pair, two allow-lists, and keys nobody registered."""
+
+    root: Path
+    broker_public: Path
+    broker_secret: Path
+    producers: Path  # allow-list directory: producer.key
+    subscribers: Path  # allow-list directory: subscriber.key
+    producer: Path  # producer.key_secret (kept outside the allow-list)
+    subscriber: Path  # subscriber.key_secret
+    stranger: Path  # stranger.key_secret, in no allow-list
+    other_broker_public: Path  # another server's public key (a client holding the wrong one)
+
+    def pair(self, name: str) -> Path:
+        """Generate a fresh pair ``name`` in the keys root; return its secret file."""
+        return generate(name, self.root / "extra")[1]
+
+    def allow(self, directory: Path, secret: Path) -> None:
+        """Copy the public half of ``secret``'s pair into an allow-list directory."""
+        public = secret.with_name(secret.name.removesuffix("_secret"))
+        (directory / public.name).write_bytes(public.read_bytes())
+
+    def client(self, secret: Path) -> dict[str, str]:
+        """The client options for a CURVE connection to the broker with ``secret``."""
+        return {"curve_server_key": str(self.broker_public), "curve_client_key": str(secret)}
+
+
+def make_keys(root: Path) -> KeySet:
+    """Generate every key a test needs under ``root`` (the same layout as docs/security.md)."""
+    secrets = root / "secrets"
+    broker_public, broker_secret = generate("broker", root / "broker")
+    producers, subscribers = root / "producers", root / "subscribers"
+    producers.mkdir()
+    subscribers.mkdir()
+    out = {}
+    for name, allow in (("producer", producers), ("subscriber", subscribers), ("stranger", None)):
+        public, secret = generate(name, secrets)
+        if allow is not None:
+            (allow / public.name).write_bytes(public.read_bytes())
+        out[name] = secret
+    other_public, _ = generate("other-broker", root / "other")
+    return KeySet(
+        root,
+        broker_public,
+        broker_secret,
+        producers,
+        subscribers,
+        out["producer"],
+        out["subscriber"],
+        out["stranger"],
+        other_public,
+    )
+
+
+@pytest.fixture
+def curve_keys(tmp_path: Path) -> KeySet:
+    """A fresh set of key files (see :class:`KeySet`)."""
+    return make_keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def curve_broker(curve_keys: KeySet) -> Iterator[Callable[..., Broker]]:
+    """Start embedded brokers with CURVE on (127.0.0.1 ``*`` ports, HTTP on port 0); stopped at teardown."""
+    made: list[Broker] = []
+
+    def make(**overrides: Any) -> Broker:
+        overrides.setdefault("pub_ingest", "tcp://127.0.0.1:*")
+        overrides.setdefault("push_ingest", "tcp://127.0.0.1:*")
+        overrides.setdefault("egress", "tcp://127.0.0.1:*")
+        overrides.setdefault("http", "127.0.0.1:0")
+        overrides.setdefault("drain_timeout", 1.0)
+        overrides.setdefault("curve_secret_key", str(curve_keys.broker_secret))
+        overrides.setdefault("curve_producers", str(curve_keys.producers))
+        overrides.setdefault("curve_subscribers", str(curve_keys.subscribers))
+        broker = Broker(**overrides)
+        made.append(broker)
+        return broker.start()
+
+    yield make
+    for broker in made:
+        broker.stop(drain_timeout=0.3)
+
+
+def sec_wait(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last truth."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(interval)
+
+
+def metrics(broker: Broker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The broker's /metrics as {(sample name, sorted labels): value}."""
+    host, _, port = broker.endpoints["http"].rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        body = response.read().decode()
+        assert response.status == 200, body[:200]
+    finally:
+        conn.close()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def refused(broker: Broker, socket: str, reason: str) -> float:
+    """``logfabric_broker_auth_refused_total{socket, reason}`` from /metrics (0 if absent)."""
+    key = ("logfabric_broker_auth_refused_total", (("reason", reason), ("socket", socket)))
+    return metrics(broker).get(key, 0.0)
+
+
+def received(broker: Broker, ingest: str) -> float:
+    """``logfabric_broker_records_received_total{ingest}`` from /metrics."""
+    return metrics(broker).get(("logfabric_broker_records_received_total", (("ingest", ingest),)), 0.0)
+
+
+def emit(handler: logging.Handler, name: str, msg: str, level: int = logging.ERROR) -> None:
+    """Hand one record of logger ``name`` to ``handler``."""
+    handler.handle(logging.LogRecord(name, level, __file__, 1, msg, (), None))
+
+
+def probe(handler: fabric.ZmqHandler, seen: Callable[[], int], timeout: float = 10.0) -> None:
+    """Send probe records through ``handler`` until ``seen()`` (probes received) grows; fail after ``timeout``."""
+    before = seen()
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        emit(handler, PROBE, f"probe {n}")
+        n += 1
+        if sec_wait(lambda: seen() > before, timeout=0.1, interval=0.01):
+            return
+    pytest.fail(f"no probe arrived within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def sec() -> Any:
+    """The helpers of this conftest, for test modules (which do not import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        PROBE=PROBE,
+        emit=emit,
+        metrics=metrics,
+        probe=probe,
+        received=received,
+        refused=refused,
+        wait=sec_wait,
+        make_keys=make_keys,
+    )
