@@ -1,0 +1,473 @@
+"""Fixtures for the fault suite: broker and producer subprocesses, a counting subscriber, figures.
+
+Everything runs over 127.0.0.1 with real ZeroMQ sockets and real processes.
+Every wait is bounded, every socket a fixture opens is closed with linger 0 and
+every subprocess a fixture starts is killed at teardown. Fixture names carry a
+``rel_`` prefix so they never clash with ``tests/conftest.py``.
+
+Each test reports the figure it asserts through the ``rel_figure`` fixture: the
+line is printed (``pytest -s`` shows it) and repeated in a "reliability
+figures" section at the end of the run, so the figures can be quoted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+import fabric
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+_FIGURES: list[str] = []
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat every figure the suite measured, in one section."""
+    if _FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def rel_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``rel_figure(text)``: print a measured figure and keep it for the end-of-run summary."""
+
+    def report(text: str) -> None:
+        line = f"{request.node.name}: {text}"
+        print(f"FIGURE {line}", flush=True)
+        _FIGURES.append(line)
+
+    return report
+
+
+# --------------------------------------------------------------------------- plain helpers
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last truth."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(interval)
+
+
+def child_env() -> dict[str, str]:
+    """An environment for subprocesses: this checkout importable, no LOGFABRIC_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFABRIC_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    """Split ``tcp://HOST:PORT`` or ``HOST:PORT``."""
+    host, _, port = endpoint.split("://", 1)[-1].rpartition(":")
+    return host, int(port)
+
+
+def http_get(address: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
+    """GET ``path`` from ``HOST:PORT``; return (status, body)."""
+    host, port = host_port(address)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def vm_hwm_kb(pid: int | str = "self") -> int:
+    """Peak resident set size (VmHWM) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/status")
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+class BrokerProc:
+    """``python -m broker`` bound to 127.0.0.1 ports; stderr kept in a file. Restartable on the same ports."""
+
+    def __init__(self, workdir: Path, *extra: str, ports: list[int] | None = None) -> None:
+        self.workdir = workdir
+        self.extra = extra
+        self.ports = ports or free_ports(4)
+        self.pub_ingest = f"tcp://127.0.0.1:{self.ports[0]}"
+        self.push_ingest = f"tcp://127.0.0.1:{self.ports[1]}"
+        self.egress = f"tcp://127.0.0.1:{self.ports[2]}"
+        self.http = f"127.0.0.1:{self.ports[3]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_path = workdir / "unused"
+        self._stderr: Any = None
+        self.generation = 0
+
+    def start(self) -> BrokerProc:
+        """Start (or restart) the broker process on this object's ports."""
+        self.generation += 1
+        self.stderr_path = self.workdir / f"broker-{self.ports[3]}-{self.generation}.stderr"
+        self._stderr = self.stderr_path.open("wb")
+        args = [
+            *("--pub-ingest", self.pub_ingest, "--push-ingest", self.push_ingest),
+            *("--egress", self.egress, "--http", self.http),
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "broker", *args],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        """What the current broker process logged so far."""
+        if self._stderr is not None:
+            self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 3.0) -> tuple[int, str]:
+        return http_get(self.http, path, timeout)
+
+    def wait_ready(self, timeout: float = 20.0) -> BrokerProc:
+        """Wait (bounded) until /readyz answers 200; fail with the broker's stderr otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"broker exited {self.proc.returncode} before it was ready:\n{self.stderr()}")
+            with contextlib.suppress(OSError):
+                if self.get("/readyz", timeout=1.0)[0] == 200:
+                    return self
+            time.sleep(0.05)
+        pytest.fail(f"broker not ready within {timeout} s:\n{self.stderr()}")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait (bounded) for the broker to exit; fail with its stderr if it does not."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"broker did not exit within {timeout} s:\n{self.stderr()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL (a stopped process too) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+class ProducerProc:
+    """``scripts/producer.py`` in a subprocess; its JSON stdout lines are read in a thread."""
+
+    def __init__(self, endpoint: str, count: int, *options: object, script: str = "producer.py") -> None:
+        self.args = [sys.executable, str(SCRIPTS / script), endpoint, str(count), *(str(o) for o in options)]
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.exited_at: float | None = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.events.put(json.loads(line))
+        self.events.put(None)
+
+    def next_event(self, kind: str, timeout: float = 20.0, **match: object) -> dict[str, Any]:
+        """The next stdout event of ``kind`` (and fields ``match``), waiting at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                event = self.events.get(timeout=max(0.01, left))
+            except queue.Empty:
+                event = {}
+            if event is None or (left <= 0 and not event):
+                self.kill()
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                pytest.fail(f"producer never reported {kind} {match} (exit {self.proc.returncode}); stderr:\n{err}")
+            if event:
+                self.seen.append(event)
+            if event.get("event") == kind and all(event.get(k) == v for k, v in match.items()):
+                return event
+
+    def finish(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait (bounded) for the report and a clean exit; return the report."""
+        report = self.next_event("report", timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"producer did not exit within {timeout} s")
+        self.exited_at = time.time()
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        assert self.proc.returncode == 0, f"producer exited {self.proc.returncode}:\n{err}"
+        return report
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------- the counting subscriber
+
+
+class Ledger(logging.Handler):
+    """Counts what a subscriber delivers, per producer: records, sequence numbers, gaps reported.
+
+    For each ``producer_id`` it keeps the records delivered (and duplicates),
+    the highest ``seq`` and the sum of ``lost`` over the gap notices
+    (``logfabric.gaps``). ``delivered + gaps == highest seq`` is the "no silent
+    loss" identity for a producer that logs on one topic.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.Lock()
+        self.delivered: Counter[str] = Counter()
+        self.gaps: Counter[str] = Counter()
+        self.max_seq: dict[str, int] = {}
+        self.seqs: defaultdict[str, set[int]] = defaultdict(set)
+        self.duplicates = 0
+        self.names: Counter[str] = Counter()
+        self.pids: defaultdict[str, set[int]] = defaultdict(set)
+        self.by_service: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        attrs = record.__dict__
+        pid = str(attrs.get("producer_id"))
+        with self._guard:
+            self.names[record.name] += 1
+            if record.name == "logfabric.gaps":
+                self.gaps[pid] += int(attrs.get("lost", 0))
+                return
+            seq = int(attrs.get("seq") or 0)
+            if seq in self.seqs[pid]:
+                self.duplicates += 1
+            self.seqs[pid].add(seq)
+            self.delivered[pid] += 1
+            self.max_seq[pid] = max(self.max_seq.get(pid, 0), seq)
+            self.by_service[str(attrs.get("service"))] += 1
+            if record.process is not None:
+                self.pids[pid].add(record.process)
+
+    def count(self, name: str | None = None) -> int:
+        """Records delivered (of logger ``name``), gap notices excluded."""
+        with self._guard:
+            if name is not None:
+                return self.names[name]
+            return sum(n for k, n in self.names.items() if k != "logfabric.gaps")
+
+    def of(self, producer_id: str) -> tuple[int, int]:
+        """(delivered, gaps reported) for one producer."""
+        with self._guard:
+            return self.delivered[producer_id], self.gaps[producer_id]
+
+
+def settle(ledgers: list[Ledger], quiet: float = 0.5, timeout: float = 20.0) -> None:
+    """Wait (bounded) until no ledger has grown for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = [len(ledger.names) + ledger.count() for ledger in ledgers]
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = [len(ledger.names) + ledger.count() for ledger in ledgers]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
+def probe(handler: fabric.ZmqHandler, ledgers: list[Ledger], name: str = "rel.probe", timeout: float = 10.0) -> int:
+    """Send probe records until every ledger got a new one (subscriptions have travelled); return how many."""
+    before = [ledger.count(name) for ledger in ledgers]
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while True:
+        handler.handle(logging.LogRecord(name, logging.ERROR, __file__, 1, "probe %d", (sent,), None))
+        sent += 1
+        if wait_until(lambda: all(lg.count(name) > n for lg, n in zip(ledgers, before, strict=True)), 0.1, 0.01):
+            return sent
+        if time.monotonic() > deadline:
+            pytest.fail(f"probes never reached every subscriber within {timeout} s")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def rel_broker(tmp_path: Path) -> Iterator[Callable[..., BrokerProc]]:
+    """Start ``python -m broker`` subprocesses (ready before returned); all killed at teardown."""
+    started: list[BrokerProc] = []
+
+    def start(*extra: str, wait: bool = True) -> BrokerProc:
+        broker = BrokerProc(tmp_path, *extra).start()
+        started.append(broker)
+        if wait:
+            broker.wait_ready()
+        return broker
+
+    yield start
+    for broker in started:
+        broker.kill()
+
+
+@pytest.fixture
+def rel_producer() -> Iterator[Callable[..., ProducerProc]]:
+    """Start ``scripts/*.py`` producer subprocesses; all killed at teardown."""
+    started: list[ProducerProc] = []
+
+    def start(endpoint: str, count: int, *options: object, script: str = "producer.py") -> ProducerProc:
+        proc = ProducerProc(endpoint, count, *options, script=script)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def rel_listener() -> Iterator[Callable[..., tuple[fabric.ZmqListener, Ledger]]]:
+    """Started ZmqListeners, each with its own :class:`Ledger`; all stopped at teardown."""
+    made: list[fabric.ZmqListener] = []
+
+    def make(endpoints: str | list[str], *handlers: logging.Handler, **options: Any) -> Any:
+        ledger = Ledger()
+        listener = fabric.ZmqListener(endpoints, ledger, *handlers, **options)
+        listener.start()
+        made.append(listener)
+        return listener, ledger
+
+    yield make
+    for listener in made:
+        listener.stop()
+
+
+@pytest.fixture
+def rel_handler() -> Iterator[Callable[..., fabric.ZmqHandler]]:
+    """In-process ZmqHandlers (probes); all closed at teardown with a short linger."""
+    made: list[fabric.ZmqHandler] = []
+
+    def make(endpoint: str, **options: Any) -> fabric.ZmqHandler:
+        options.setdefault("service", "rel-probe")
+        options.setdefault("linger", 0.5)
+        handler = fabric.ZmqHandler(endpoint, **options)
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.linger = min(handler.linger, 0.5)
+        handler.close()
+
+
+@pytest.fixture
+def rel_zmq() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    """A zmq context for raw sockets; every socket closed with linger 0 at teardown."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def rel_tcp_endpoint() -> str:
+    """A fresh ``tcp://127.0.0.1:PORT``."""
+    return f"tcp://127.0.0.1:{free_ports(1)[0]}"
+
+
+@pytest.fixture(scope="session")
+def rel() -> Any:
+    """The plain helpers of this conftest, for test modules (which do not import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        Ledger=Ledger,
+        ROOT=ROOT,
+        SCRIPTS=SCRIPTS,
+        child_env=child_env,
+        free_ports=free_ports,
+        host_port=host_port,
+        http_get=http_get,
+        probe=probe,
+        settle=settle,
+        vm_hwm_kb=vm_hwm_kb,
+        wait_until=wait_until,
+    )
