@@ -178,12 +178,12 @@ def open_socket(
         sock.setsockopt(zmq.MAXMSGSIZE, _sockets.DEFAULT_MAX_MESSAGE)
         sock.setsockopt(zmq.LINGER, 0)
         _sockets.tune(sock)
-        # No heartbeats of our own: libzmq 4.3.5 aborts the process when a
-        # connecting receiver whose input is stalled on a full queue (a slow
-        # handler) times out its own heartbeat and reconnects (libzmq#3937).
-        # A dead or frozen peer is still noticed: the fabric's senders and the
-        # broker send PINGs with a 3 s TTL, which this socket honours.
-        sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
+        if not bind:
+            # No heartbeats of our own: libzmq 4.3.5 aborts the process when a
+            # connecting receiver whose input is stalled on a full queue (a slow
+            # handler) times out its own heartbeat and reconnects (libzmq#3937).
+            # A peer that dies is still noticed at once (its connection resets).
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
         if curve is not None:
             curve.apply(sock)
         if mode == "sub":

@@ -248,8 +248,8 @@ class ProducerProc:
                 self.events.put(json.loads(line))
         self.events.put(None)
 
-    def next_event(self, kind: str, timeout: float = 20.0, **match: object) -> dict[str, Any]:
-        """The next stdout event of ``kind`` (and fields ``match``), waiting at most ``timeout`` s."""
+    def next_event(self, what: str, timeout: float = 20.0, **match: object) -> dict[str, Any]:
+        """The next stdout event ``what`` (with fields ``match``), waiting at most ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -260,10 +260,10 @@ class ProducerProc:
             if event is None or (left <= 0 and not event):
                 self.kill()
                 err = self.proc.stderr.read() if self.proc.stderr else ""
-                pytest.fail(f"producer never reported {kind} {match} (exit {self.proc.returncode}); stderr:\n{err}")
+                pytest.fail(f"producer never reported {what} {match} (exit {self.proc.returncode}); stderr:\n{err}")
             if event:
                 self.seen.append(event)
-            if event.get("event") == kind and all(event.get(k) == v for k, v in match.items()):
+            if event.get("event") == what and all(event.get(k) == v for k, v in match.items()):
                 return event
 
     def finish(self, timeout: float = 30.0) -> dict[str, Any]:
