@@ -25,9 +25,10 @@ Each is logged on ``logfabric.broker``, at most once every 10 s per socket and
 reason, with the number since the last message.
 
 The allow-lists are directories of ``*.key`` files (``logfabric keys
-generate``). They are read again when a directory changes (checked at most
-once a second, on the next handshake), so keys can be added and removed
-without a restart.
+generate``). They are read again when a directory changes (looked at on the
+next handshake: at once for an unknown key, at most once a second otherwise),
+so keys can be added and removed without a restart. Removing a key refuses new
+connections with it; connections already established stay up.
 """
 
 from __future__ import annotations
@@ -128,16 +129,22 @@ class AllowList:
             return changed
 
     def allows(self, z85_key: bytes) -> bool:
-        """Whether ``z85_key`` is listed (re-reading the directory if it changed, at most once a second)."""
-        if time.monotonic() - self._checked >= _RECHECK_EVERY:
-            try:
-                stale = self._signature() != self._stamp
-            except OSError:
-                stale = True
-            if stale:
-                self.reload()
-            else:
-                self._checked = time.monotonic()
+        """Whether ``z85_key`` is listed.
+
+        A miss always looks at the directory again (a key added a moment ago is
+        found); a hit does so at most once a second (a removed key stops
+        working within a second, for new connections).
+        """
+        if z85_key in self.keys and time.monotonic() - self._checked < _RECHECK_EVERY:
+            return True
+        try:
+            stale = self._signature() != self._stamp
+        except OSError:
+            stale = True
+        if stale:
+            self.reload()
+        else:
+            self._checked = time.monotonic()
         return z85_key in self.keys
 
 
