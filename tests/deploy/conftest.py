@@ -14,6 +14,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML not installed: cannot parse th
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "k8s"
 OVERLAY = ROOT / "deploy" / "overlays" / "three-replicas"
+CURVE_OVERLAY = ROOT / "deploy" / "overlays" / "curve"
 
 
 def render(directory: Path, what: str) -> list[dict[str, Any]]:
@@ -42,3 +43,9 @@ def base_docs() -> list[dict[str, Any]]:
 def overlay_docs() -> list[dict[str, Any]]:
     """Every manifest of the three-replica overlay, as kustomize renders it."""
     return render(OVERLAY, "overlay")
+
+
+@pytest.fixture(scope="session")
+def curve_docs() -> list[dict[str, Any]]:
+    """Every manifest of the CurveZMQ overlay, as kustomize renders it."""
+    return render(CURVE_OVERLAY, "curve overlay")
