@@ -272,14 +272,14 @@ class Broker:
             poller.register(source, zmq.POLLIN)
         poller.register(egress, zmq.POLLIN)  # subscriptions: read and ignore
         reserve = min(1.0, max(0.0, (deadline - time.monotonic()) / 4))  # time left to flush egress
-        frames = 0
+        records = 0
         quiet_since = time.monotonic()
         while True:
             now = time.monotonic()
             if now >= deadline - reserve:
-                return frames // 2, "drain timeout reached"
+                return records, "drain timeout reached"
             if now - quiet_since >= _QUIET_SECONDS:
-                return frames // 2, "ingests quiet"
+                return records, "ingests quiet"
             events = dict(poller.poll(50))
             if not events:
                 continue
@@ -290,7 +290,7 @@ class Broker:
                 if source not in events:
                     continue
                 while (message := _recv_nowait(source)) is not None:
-                    frames += len(message)
+                    records += 1
                     for out in destinations:
                         try:
                             out.send_multipart(message, zmq.NOBLOCK)

@@ -17,7 +17,7 @@ from fabric import _sockets
 from fabric.codec import Limits, MalformedRecord, decode
 from fabric.curve import CurveKeys, check_not_bound
 from fabric.discovery import Endpoints
-from fabric.topic import matches, subscriptions
+from fabric.topic import matches, split_message, subscriptions
 
 GAP_LOGGER = "logfabric.gaps"
 _diag = logging.getLogger("logfabric.listener")
@@ -77,16 +77,13 @@ class Intake:
         Malformed messages yield nothing and are counted; nothing raises.
         """
         if len(frames) == 1:
-            # One frame: topic NUL payload. The topic holds exactly one NUL (names
-            # have theirs replaced), so the payload starts after the second.
-            frame = frames[0]
-            end = frame.find(b"\x00", frame.find(b"\x00") + 1)
-            if end <= 0:
-                self._malformed("no topic delimiter: expected one frame, topic NUL payload")
+            try:
+                topic, payload = split_message(frames[0])
+            except ValueError as exc:
+                self._malformed(str(exc))
                 return []
-            topic, payload = frame[:end], frame[end + 1 :]
         elif len(frames) == 2:
-            topic, payload = frames  # the two-frame layout of producers before 0.2
+            topic, payload = frames  # the earlier two-frame layout, [topic, payload]
         else:
             self._malformed(f"expected 1 frame (topic NUL payload) or 2 (topic, payload), got {len(frames)}")
             return []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -194,7 +195,7 @@ class Encoder:
     exception and stack text. Extras that are not JSON-able travel as ``repr()``.
     """
 
-    __slots__ = ("_encode", "_prefix", "codec", "formatter", "identity")
+    __slots__ = ("_encode", "_json_producer", "_prefix", "_static", "codec", "formatter", "identity")
 
     def __init__(
         self,
@@ -208,6 +209,9 @@ class Encoder:
         self.codec = codec
         self.formatter = formatter or _DEFAULT_FORMATTER
         self._prefix = _identity_bytes(identity)
+        self._json_producer = _json_producer(identity)
+        # Encoded fields that repeat from record to record, by _where(record).
+        self._static: dict[tuple[Any, ...], bytes] = {}
         self._encode = _encode_protobuf if codec == "protobuf" else _encode_json
 
     def encode(self, record: logging.LogRecord, seq: int) -> bytes:
@@ -269,24 +273,67 @@ def _set_value(value_msg: Any, value: object) -> None:
             value_msg.json_value = text
 
 
-def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
-    fmt = enc.formatter
+# Field tags of the per-record part, written by hand (wire types: 1 = 64-bit,
+# 2 = length-delimited, 0 = varint). Everything else is serialised by upb.
+_PB_FIXED = struct.Struct("<BQBdBd").pack  # time_unix_nano (1), msecs (13), relative_created (14)
+_PB_TIME, _PB_MSECS, _PB_RELATIVE = 0x09, 0x69, 0x71
+_PB_BODY = b"\x22"  # body (4)
+_PB_PRODUCER = b"\xba\x01"  # producer (23), whose only per-record field is seq (5)
+_PB_SEQ = b"\x28"
+_VARINT1 = [bytes((n,)) for n in range(128)]
+_CACHE_LIMIT = 4096
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _VARINT1[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _where(record: logging.LogRecord) -> tuple[Any, ...]:
+    """What the cached fields depend on: level, logger, call site, thread, process, task."""
+    return (
+        record.levelno,
+        record.levelname,
+        record.name,
+        record.pathname,
+        record.filename,
+        record.module,
+        record.lineno,
+        record.funcName,
+        record.thread,
+        record.threadName,
+        record.process,
+        record.processName,
+        record.__dict__.get("taskName"),  # Python 3.12+; getattr with a default is slower
+    )
+
+
+def _pb_level(record: logging.LogRecord) -> bytes:
+    """Fields 2, 3, 6 and 7: constant for one (levelno, levelname, name)."""
     m = _pb.LogRecord()
     levelno = record.levelno
-    m.time_unix_nano = _time_ns(record.created)
     m.severity_number = _SEVERITY[levelno] if 0 <= levelno < 100 else severity_number(levelno)
     m.severity_text = record.levelname
-    m.body = record.getMessage()
     m.name = record.name
     m.levelno = levelno
+    return m.SerializeToString()
+
+
+def _pb_site(record: logging.LogRecord) -> bytes:
+    """Fields 8-12 and 15-19: constant for one call site in one thread."""
+    m = _pb.LogRecord()
     m.pathname = record.pathname
     m.filename = record.filename
     m.module = record.module
     m.lineno = record.lineno
     if record.funcName:
         m.func_name = record.funcName
-    m.msecs = record.msecs
-    m.relative_created = record.relativeCreated
     if record.thread:
         m.thread = record.thread
     if record.threadName:
@@ -298,6 +345,12 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes
     task = getattr(record, "taskName", None)
     if task:
         m.task_name = task
+    return m.SerializeToString()
+
+
+def _pb_rare(record: logging.LogRecord, fmt: logging.Formatter, extras: dict[str, Any] | None) -> bytes:
+    """Fields 5, 20, 21 and 22: exceptions, stack and extras, when a record has any."""
+    m = _pb.LogRecord()
     exc_text = _exc_text(record, fmt)
     if exc_text:
         m.exc_text = exc_text
@@ -309,13 +362,55 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes
                 e.relation = relation  # type: ignore[assignment]
     if record.stack_info:
         m.stack_info = fmt.formatStack(record.stack_info)
-    extras = _extras(record)
     if extras:
         attributes = m.attributes
         for key, value in extras.items():
             _set_value(attributes[key], value)
-    m.producer.seq = seq
-    return enc._prefix + m.SerializeToString()
+    return m.SerializeToString()
+
+
+def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+    # A protobuf message may be written as several concatenated pieces (a parser
+    # merges them), so the parts that repeat from record to record are
+    # serialised once and cached: the level and logger, and the call site with
+    # its thread and process. Only time, message and seq are written per record.
+    where = _where(record)
+    static = enc._static.get(where)
+    if static is None:
+        if len(enc._static) >= _CACHE_LIMIT:
+            enc._static.clear()
+        static = enc._static[where] = enc._prefix + _pb_level(record) + _pb_site(record)
+    body = record.getMessage().encode()
+    created = record.created
+    whole = int(created)
+    fixed = _PB_FIXED(
+        _PB_TIME,
+        whole * 1_000_000_000 + round((created - whole) * 1e9),
+        _PB_MSECS,
+        record.msecs,
+        _PB_RELATIVE,
+        record.relativeCreated,
+    )
+    extras = _extras(record)
+    rare = (
+        _pb_rare(record, enc.formatter, extras)
+        if record.exc_info or record.exc_text or record.stack_info or extras
+        else b""
+    )
+    tail = _PB_SEQ + _varint(seq)
+    return b"".join(
+        (
+            static,
+            fixed,
+            _PB_BODY,
+            _varint(len(body)),
+            body,
+            rare,
+            _PB_PRODUCER,
+            _VARINT1[len(tail)],
+            tail,
+        )
+    )
 
 
 def _json_extra(value: object) -> object:
@@ -327,39 +422,60 @@ def _json_extra(value: object) -> object:
     return _safe_repr(value) if text is None else orjson.Fragment(text)
 
 
+def _json_level(record: logging.LogRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "severity_number": severity_number(record.levelno),
+            "severity_text": record.levelname,
+            "name": record.name,
+            "levelno": record.levelno,
+        }
+    )[1:-1]
+
+
+def _json_site(record: logging.LogRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "pathname": record.pathname,
+            "filename": record.filename,
+            "module": record.module,
+            "lineno": record.lineno,
+            "func_name": record.funcName,
+            "thread": record.thread,
+            "thread_name": record.threadName,
+            "process": record.process,
+            "process_name": record.processName,
+            "task_name": getattr(record, "taskName", None),
+        }
+    )[1:-1]
+
+
+def _json_producer(identity: ProducerIdentity) -> bytes:
+    # The producer object up to its seq, which each record completes.
+    fixed = orjson.dumps(
+        {"service": identity.service, "host": identity.host, "pid": identity.pid, "producer_id": identity.producer_id}
+    )
+    return b',"producer":' + fixed[:-1] + b',"seq":'
+
+
 def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+    # As for protobuf, the parts that repeat are encoded once and cached; the
+    # object is assembled from them as text, "v" first, no key twice.
+    where = _where(record)
+    static = enc._static.get(where)
+    if static is None:
+        if len(enc._static) >= _CACHE_LIMIT:
+            enc._static.clear()
+        static = enc._static[where] = b"".join((_JSON_HEAD, _json_level(record), b",", _json_site(record), b","))
     fmt = enc.formatter
-    identity = enc.identity
     exc_text = _exc_text(record, fmt)
     doc: dict[str, Any] = {
-        "v": JSON_VERSION,
         "time_unix_nano": _time_ns(record.created),
-        "severity_number": severity_number(record.levelno),
-        "severity_text": record.levelname,
         "body": record.getMessage(),
-        "name": record.name,
-        "levelno": record.levelno,
-        "pathname": record.pathname,
-        "filename": record.filename,
-        "module": record.module,
-        "lineno": record.lineno,
-        "func_name": record.funcName,
         "msecs": record.msecs,
         "relative_created": record.relativeCreated,
-        "thread": record.thread,
-        "thread_name": record.threadName,
-        "process": record.process,
-        "process_name": record.processName,
-        "task_name": getattr(record, "taskName", None),
         "exc_text": exc_text,
         "stack_info": fmt.formatStack(record.stack_info) if record.stack_info else None,
-        "producer": {
-            "service": identity.service,
-            "host": identity.host,
-            "pid": identity.pid,
-            "producer_id": identity.producer_id,
-            "seq": seq,
-        },
     }
     if exc_text and record.exc_info:
         doc["exceptions"] = [
@@ -369,7 +485,10 @@ def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
     extras = _extras(record)
     if extras:
         doc["attributes"] = {str(k): _json_extra(v) for k, v in extras.items()}
-    return orjson.dumps(doc)
+    return b"".join((static, orjson.dumps(doc)[1:-1], enc._json_producer, b"%d}}" % seq))
+
+
+_JSON_HEAD = b'{"v":%d,' % JSON_VERSION
 
 
 # --------------------------------------------------------------------------- decoding

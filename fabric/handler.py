@@ -65,7 +65,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
             :attr:`stats`.
         linger: seconds :meth:`close` (and so interpreter exit) waits for queued
             records to leave when the peer is unreachable.
-        max_message: payload bytes above which a record is dropped and counted
+        max_message: message bytes (topic and payload) above which a record is dropped and counted
             (``"oversize"``) instead of being refused by the receiver.
         curve_server_key, curve_client_key: paths of the broker's public key
             file and of this producer's secret key file, to encrypt and
@@ -182,7 +182,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     # ------------------------------------------------------------------ QueueHandler seams
 
-    def prepare(self, record: logging.LogRecord) -> bytes:  # type: ignore[override]
+    def prepare(self, record: logging.LogRecord) -> bytes:
         """Encode ``record`` as one message: ``topic NUL payload``.
 
         Like ``logging.Formatter``, this caches the formatted traceback in
@@ -213,10 +213,19 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     def enqueue(self, message: Any) -> None:
         """Send one message (``topic NUL payload``), or count it as dropped."""
+        sock = self._sock
+        if sock is not None and self._ready and not self._pending and len(message) <= self.max_message:
+            # The common case: one frame, one send.
+            try:
+                sock.send(message)
+            except zmq.Again:
+                self.stats["dropped"] += 1
+            else:
+                self.stats["sent"] += 1
+            return
         if len(message) > self.max_message:
             self.stats["oversize"] += 1
             return
-        sock = self._sock
         if sock is None or self._pid != os.getpid():
             try:
                 sock = self._open()
@@ -239,24 +248,12 @@ class ZmqHandler(logging.handlers.QueueHandler):
     def emit(self, record: logging.LogRecord) -> None:
         """Prepare and send ``record``; errors go to :meth:`handleError`, never the caller."""
         try:
-            message = self.prepare(record)
-            sock = self._sock
-            if (
-                sock is None
-                or not self._ready
-                or self._pending
-                or len(message) > self.max_message
-                or self._pid != os.getpid()
-            ):
-                self.enqueue(message)  # first record, waiting for a subscriber, oversize, forked
-                return
-            # The common case, inlined: one frame, one send.
-            try:
-                sock.send(message)
-            except zmq.Again:
-                self.stats["dropped"] += 1
-            else:
-                self.stats["sent"] += 1
+            # os.getpid() is a system call, so it is asked only when the record was
+            # made by another process than this handler's: after a fork that
+            # skipped the at-fork hooks, or for a record relayed from elsewhere.
+            if record.process != self._pid and os.getpid() != self._pid:
+                self._after_fork_in_child()
+            self.enqueue(self.prepare(record))
         except Exception:
             self.stats["errors"] += 1
             self.handleError(record)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["bucket", "level_buckets", "make_topic", "matches", "subscriptions"]
+__all__ = ["bucket", "join_message", "level_buckets", "make_topic", "matches", "split_message", "subscriptions"]
 
 _DIGITS = b"0123456789"
 
@@ -45,6 +45,23 @@ def _clean(name: str) -> bytes:
 def make_topic(levelno: int, name: str, service: str) -> bytes:
     """Build the topic bytes for one record."""
     return bucket(levelno) + _clean(name) + b"\x00" + _clean(service)
+
+
+def join_message(topic: bytes, payload: bytes) -> bytes:
+    """Build the one-frame message ``topic NUL payload`` that producers send."""
+    return topic + b"\x00" + payload
+
+
+def split_message(frame: bytes) -> tuple[bytes, bytes]:
+    """Split a one-frame message into ``(topic, payload)``; ValueError if it has no delimiter.
+
+    A topic holds exactly one NUL (between logger and service; NULs inside the
+    names are replaced), so the payload starts after the second NUL.
+    """
+    end = frame.find(b"\x00", frame.find(b"\x00") + 1)
+    if end < 0:
+        raise ValueError("no topic delimiter: expected topic NUL payload")
+    return frame[:end], frame[end + 1 :]
 
 
 def level_buckets(level: int | None) -> list[bytes]:

@@ -13,7 +13,7 @@ import zmq
 
 import fabric
 from fabric.codec import Encoder
-from fabric.topic import subscriptions
+from fabric.topic import split_message, subscriptions
 
 
 def json_doc(craft, **changes: object) -> dict[str, object]:
@@ -167,7 +167,8 @@ class TestSocketFiltering:
             expected = self._log_mix(make_logger, handler)
             got = []
             while len(got) < len(expected):
-                topic, payload = sub.recv_multipart()  # RCVTIMEO bounds the wait
+                (frame,) = sub.recv_multipart()  # RCVTIMEO bounds the wait; one frame: topic NUL payload
+                topic, payload = split_message(frame)
                 got.append((topic, fabric.decode(payload).record.msg))
             assert sub.poll(200) == 0, "an excluded record arrived after the last included one"
         finally:

@@ -138,5 +138,5 @@ class TestEmbeddedFederation:
         assert broker_tools.wait_until(lambda: capture.count("deep") >= 50, timeout=10)
         broker_tools.settle([capture], quiet=0.3)
         assert capture.count("deep") == 50
-        assert b2.statistics()["upstream"][0] >= 2 * 50
+        assert b2.statistics()["upstream"][0] >= 50  # one frame per record
         assert b2.connections("upstream") == 1
