@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from bench import forwarding
+from bench import curve, forwarding
 
 
 def main() -> int:
@@ -38,9 +38,17 @@ def main() -> int:
             f"{path:<6} {r['raw_median_rps']:>12,} {r['broker_median_rps']:>12,} {r['ratio']:>7}"
             f"  {r['lost']['raw']}/{r['lost']['broker']}"
         )
+    p7 = curve.run(count // 2, rounds)
+    print("\nP7 CurveZMQ cost (records/s, median of", rounds, "alternating trials)")
+    print(f"{'path':<7} {'plaintext':>12} {'curve':>12} {'ratio':>7}  lost(plain/curve)")
+    for path, r in p7.items():
+        print(
+            f"{path:<7} {r['plaintext_median_rps']:>12,} {r['curve_median_rps']:>12,} {r['ratio']:>7}"
+            f"  {r['lost']['plaintext']}/{r['lost']['curve']}"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"machine": machine, "P3": p3}, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps({"machine": machine, "P3": p3, "P7": p7}, indent=2) + "\n")
     print(f"\nwrote {out / 'results.json'}")
     return 0
 

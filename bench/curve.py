@@ -1,0 +1,178 @@
+"""P7: the cost of CurveZMQ, records/s with and without it on the same path.
+
+Two paths, each run plaintext and with CURVE in alternating trials (medians
+compared):
+
+- ``direct``: one PUSH sender process to a PULL receiver (one hop; with CURVE
+  the receiver is a CURVE server without a ZAP handler, so this is the price of
+  the encryption alone);
+- ``broker``: a PUSH sender process to a broker process's push ingest, out of
+  its egress to a SUB receiver (two hops; with CURVE both are encrypted and
+  every client key is checked against the broker's allow-lists).
+
+Messages are pre-encoded two-frame records of about 300 bytes. Loopback only.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from fabric.curve import CurveKeys, generate, load_key_pair
+
+PAYLOAD = b"\x01" + os.urandom(299)
+TOPIC = b"2app.bench\x00bench"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _keys(root: Path) -> dict[str, str]:
+    """Generate the broker pair, a producer and a subscriber, with their allow-lists."""
+    files: dict[str, str] = {}
+    public, secret = generate("broker", root / "broker")
+    files["server_public"], files["server_secret"] = str(public), str(secret)
+    for name in ("producers", "subscribers"):
+        allow = root / name
+        allow.mkdir()
+        client_public, client_secret = generate(name[:-1], root / "secrets")
+        (allow / client_public.name).write_bytes(client_public.read_bytes())
+        files[name] = str(allow)
+        files[name[:-1]] = str(client_secret)
+    return files
+
+
+def _client(keys: dict[str, str] | None, who: str) -> CurveKeys | None:
+    return CurveKeys.load(keys["server_public"], keys[who]) if keys else None
+
+
+def _broker(ingest: str, egress: str, keys: dict[str, str] | None, ready: Any) -> None:
+    from broker import Broker
+
+    options: dict[str, Any] = {}
+    if keys:
+        options = {
+            "curve_secret_key": keys["server_secret"],
+            "curve_producers": keys["producers"],
+            "curve_subscribers": keys["subscribers"],
+        }
+    with Broker(push_ingest=ingest, pub_ingest=f"tcp://127.0.0.1:{_port()}", egress=egress, **options):
+        ready.set()
+        threading.Event().wait()
+
+
+def _send(ingest: str, count: int, keys: dict[str, str] | None, go: Any) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    client = _client(keys, "producer")
+    if client is not None:
+        client.apply(sock)
+    sock.connect(ingest)
+    go.wait()
+    for _ in range(count):
+        sock.send(TOPIC, zmq.SNDMORE)
+        sock.send(PAYLOAD)
+    sock.close(linger=-1)
+    ctx.term()
+
+
+def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str, float]:
+    """One trial: returns received, lost and records/s."""
+    mp = multiprocessing.get_context("spawn")
+    used = keys if curve else None
+    ingest, egress = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    ready, go = mp.Event(), mp.Event()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    server = None
+    if path == "broker":
+        server = mp.Process(target=_broker, args=(ingest, egress, used, ready), daemon=True)
+        server.start()
+        if not ready.wait(20):
+            server.kill()
+            raise RuntimeError("broker did not start")
+        recv = ctx.socket(zmq.SUB)
+        recv.setsockopt(zmq.SUBSCRIBE, b"")
+        client = _client(used, "subscriber")
+        if client is not None:
+            client.apply(recv)
+        recv.setsockopt(zmq.RCVHWM, 0)
+        recv.connect(egress)
+    else:
+        recv = ctx.socket(zmq.PULL)
+        recv.setsockopt(zmq.RCVHWM, 0)
+        if used:
+            public, secret = load_key_pair(used["server_secret"])
+            recv.setsockopt(zmq.CURVE_SERVER, 1)
+            recv.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            recv.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        recv.bind(ingest)
+    time.sleep(0.5)  # the subscription reaches the broker
+    sender = mp.Process(target=_send, args=(ingest, count, used, go), daemon=True)
+    sender.start()
+    time.sleep(0.5)
+    go.set()
+    received = 0
+    first = last = 0.0
+    while received < count and recv.poll(3000):
+        recv.recv_multipart()
+        last = time.perf_counter()
+        if received == 0:
+            first = last
+        received += 1
+    sender.join(10)
+    for p in (sender, server):
+        if p is not None:
+            p.kill()
+            p.join(5)
+    recv.close(linger=0)
+    ctx.term()
+    rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
+    return {"received": received, "lost": count - received, "rate": rate}
+
+
+def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
+    """Alternate plaintext and CURVE trials per path; return medians and the CURVE/plaintext ratio."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="logfabric-bench-curve-") as tmp:
+        keys = _keys(Path(tmp))
+        for path in ("direct", "broker"):
+            rates: dict[str, list[float]] = {"plaintext": [], "curve": []}
+            lost = {"plaintext": 0, "curve": 0}
+            for _ in range(rounds):
+                for kind in ("plaintext", "curve"):
+                    t = trial(path, kind == "curve", count, keys)
+                    rates[kind].append(t["rate"])
+                    lost[kind] += int(t["lost"])
+            plain, curve = statistics.median(rates["plaintext"]), statistics.median(rates["curve"])
+            results[path] = {
+                "plaintext_median_rps": round(plain),
+                "curve_median_rps": round(curve),
+                "ratio": round(curve / plain, 3) if plain else None,
+                "plaintext_rps": [round(r) for r in rates["plaintext"]],
+                "curve_rps": [round(r) for r in rates["curve"]],
+                "lost": lost,
+                "messages_per_trial": count,
+                "payload_bytes": len(PAYLOAD),
+            }
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    n, r = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (100_000, 3)
+    print(json.dumps(run(n, r), indent=2))
