@@ -7,6 +7,7 @@ monitored the same way in the test process.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -89,3 +90,46 @@ def test_frozen_broker_is_noticed_within_seconds_and_traffic_resumes(
     assert report["stats"]["dropped"] == 0 and report["stats"]["errors"] == 0, report
     assert delivered + gaps == total, f"silent loss: {listener.stats}"
     assert ledger.max_seq[pid] == total
+
+
+@pytest.mark.slow
+def test_a_subscriber_whose_handler_stalls_survives_and_counts_its_loss(
+    rel_tcp_endpoint: str,
+    rel_producer: Factory,
+    rel_handler: Factory,
+    rel: Any,
+    rel_figure: Callable[[str], None],
+) -> None:
+    """A connecting subscriber stalled 6 s under a flood lives on (libzmq#3937 aborted it) and reports its loss."""
+    handler = rel_handler(rel_tcp_endpoint, mode="pub", bind=True, service="flood")
+    subscriber = rel_producer(rel_tcp_endpoint, 6, script="stalled_subscriber.py")
+    subscriber.next_event("ready")
+    assert handler.wait_ready(10), "the subscriber never subscribed"
+    log = logging.getLogger("rel.load")
+    log.propagate, log.level = False, logging.DEBUG
+    log.addHandler(handler)
+    try:
+        log.info("first")
+        subscriber.next_event("stalling", timeout=10)
+        began = time.monotonic()
+        sent = 1
+        while time.monotonic() - began < 8.0:  # flood through the stall and past the heartbeat timeout
+            for _ in range(1000):
+                log.info("flood %d", sent)
+                sent += 1
+            time.sleep(0.01)
+        time.sleep(0.5)
+        log.info("last")
+        sent += 1
+        report = subscriber.finish(timeout=60)
+    finally:
+        log.removeHandler(handler)
+    stats = report["stats"]
+    rel_figure(
+        f"subscriber stalled 6 s while {sent} records were logged: it lived (exit {subscriber.proc.returncode}), "
+        f"handled {report['handled']}, reported lost {stats['gaps']}, producer dropped {handler.stats['dropped']}"
+    )
+    assert subscriber.proc.returncode == 0
+    assert stats["gaps"] > 0, "the subscriber was never overrun: the stall did not fill its queue"
+    assert stats["received"] + stats["gaps"] == sent, f"silent loss: {stats}, sent {sent}"
+    assert stats["errors"] == 0
