@@ -179,7 +179,9 @@ class ZmqListener(logging.handlers.QueueListener):
             self._ctx = None
 
     def __enter__(self) -> ZmqListener:
-        self.start()
+        """Start the listener unless it already runs (as one from ``listen_from_config`` does)."""
+        if self._thread is None:
+            self.start()
         return self
 
     def __exit__(

@@ -58,15 +58,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def main() -> None:
-    with Broker(pub_ingest=LOCAL, push_ingest=LOCAL, egress=LOCAL) as broker:
-        listener = fabric.listen_from_config(subscriber_config(broker.endpoints["egress"]))
-        try:
-            subprocess.run(
-                [sys.executable, str(HERE / "producer.py"), broker.endpoints["pub_ingest"]], check=True, timeout=60
-            )
-            wait_for(lambda: listener.stats["received"] >= 1)
-        finally:
-            listener.stop()
+    with (
+        Broker(pub_ingest=LOCAL, push_ingest=LOCAL, egress=LOCAL) as broker,
+        fabric.listen_from_config(subscriber_config(broker.endpoints["egress"])) as listener,
+    ):
+        producer = [sys.executable, str(HERE / "producer.py"), broker.endpoints["pub_ingest"]]
+        subprocess.run(producer, check=True, timeout=60)
+        wait_for(lambda: listener.stats["received"] >= 1)
 
 
 if __name__ == "__main__":

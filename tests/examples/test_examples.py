@@ -285,6 +285,16 @@ def test_14_utc_timestamps() -> None:
     assert before - 1 <= utc_time <= after  # the UTC line is the real (UTC) time of the event
 
 
+def test_listener_from_config_works_as_a_context_manager(free_port: Callable[[], int]) -> None:
+    """The started listener listen_from_config returns can be used in a with block (as example 14 does)."""
+    import fabric
+
+    config = {"version": 1, "listener": {"endpoints": [f"tcp://127.0.0.1:{free_port()}"], "mode": "pull", "bind": True}}
+    with fabric.listen_from_config(config) as listener:
+        assert listener._thread is not None and listener._thread.is_alive()
+    assert listener._thread is None  # stopped at the end of the block
+
+
 def test_15_selective_logging() -> None:
     """The producer's temporary level change decides what is sent: messages 1, 3, 5 and 6, and no others."""
     assert run_example("15_selective_logging").splitlines() == [
