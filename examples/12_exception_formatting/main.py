@@ -4,8 +4,8 @@ The cookbook's OneLineExceptionFormatter overrides ``formatException``, which
 a Formatter calls only when the record carries ``exc_info``. A remote record
 has no live exception: its traceback arrives already formatted, in
 ``exc_text`` (and as data in ``record.exceptions``). The subscriber's
-formatter therefore flattens ``exc_text`` too, so remote tracebacks come out
-on one line exactly like local ones.
+formatter therefore gives ``exc_text`` the same ``repr()`` treatment, so a
+remote traceback comes out on one line exactly like a local one.
 
 Run from the repository root: python examples/12_exception_formatting/main.py [OUTPUT_DIR]
 """
