@@ -18,6 +18,12 @@ __all__ = ["serve"]
 _log = logging.getLogger("logfabric.broker")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 makes a burst of connections (or a
+    # few hundred idle ones) wait seconds to be accepted, probes included.
+    request_queue_size = 128
+
+
 def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
     """Serve the endpoints for ``broker`` on ``HOST:PORT`` in a daemon thread."""
     try:
@@ -27,6 +33,8 @@ def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
     registry = registry_for(broker)
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # a connection that sends no request gives its thread back after 10 s
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -52,7 +60,7 @@ def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
 
     host, port = parse_http(address)
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = _Server((host, port), Handler)
     except OSError as exc:
         raise RuntimeError(f"cannot serve HTTP on {address!r}: {exc.strerror}") from None
     server.daemon_threads = True

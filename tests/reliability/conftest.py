@@ -378,11 +378,19 @@ def rel_broker(tmp_path: Path) -> Iterator[Callable[..., BrokerProc]]:
     started: list[BrokerProc] = []
 
     def start(*extra: str, wait: bool = True) -> BrokerProc:
-        broker = BrokerProc(tmp_path, *extra).start()
-        started.append(broker)
-        if wait:
-            broker.wait_ready()
-        return broker
+        for _ in range(3):  # a port picked free may be taken by a concurrent test before the broker binds it
+            broker = BrokerProc(tmp_path, *extra).start()
+            started.append(broker)
+            if not wait:
+                return broker
+            assert broker.proc is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                broker.proc.wait(0.3)
+            if broker.proc.poll() == 2 and "already in use" in broker.stderr():
+                broker.kill()
+                continue
+            return broker.wait_ready()
+        pytest.fail(f"no free ports for a broker after 3 tries:\n{broker.stderr()}")
 
     yield start
     for broker in started:

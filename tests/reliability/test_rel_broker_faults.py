@@ -255,19 +255,20 @@ def test_200_idle_tcp_connections_per_port_do_not_disturb_traffic(
     rel: Any,
     rel_figure: Callable[[str], None],
 ) -> None:
-    """200 idle raw TCP connections on each broker port (HTTP too): a push and a pub burst lose 0; /healthz answers."""
+    """200 idle raw TCP connections on each broker port (HTTP too): 0 lost, probes answer, HTTP idlers are cut."""
     per_port, total = 200, 10_000
     broker = rel_broker()
     ports = {"pub_ingest": broker.pub_ingest, "push_ingest": broker.push_ingest, "egress": broker.egress}
     ports["http"] = broker.http
-    idle: list[socket.socket] = []
+    idle: dict[str, list[socket.socket]] = {name: [] for name in ports}
     try:
-        for endpoint in ports.values():
-            for _ in range(per_port):
-                idle.append(socket.create_connection(rel.host_port(endpoint), timeout=5))
         began = time.monotonic()
-        status, _ = broker.get("/healthz")
-        health_ms = (time.monotonic() - began) * 1000
+        for name, endpoint in ports.items():
+            for _ in range(per_port):
+                idle[name].append(socket.create_connection(rel.host_port(endpoint), timeout=5))
+        opened = time.monotonic()
+        status, _ = broker.get("/healthz", timeout=2.0)
+        health_ms = (time.monotonic() - opened) * 1000
         listener, ledger = rel_listener(broker.egress)
         rel.probe(rel_handler(broker.push_ingest), [ledger])
         push = rel_producer(broker.push_ingest, total, "--service", "idle-push")
@@ -276,22 +277,32 @@ def test_200_idle_tcp_connections_per_port_do_not_disturb_traffic(
         ids = [r["producer_id"] for r in reports]
         rel.wait_until(lambda: all(ledger.of(i)[0] >= total for i in ids), timeout=20)
         rel.settle([ledger], quiet=0.3)
-        status_after, _ = broker.get("/healthz")
-        ready_after, _ = broker.get("/readyz")
-        still_open = sum(1 for s in idle if _open(s))
+        status_after, _ = broker.get("/healthz", timeout=2.0)
+        ready_after, _ = broker.get("/readyz", timeout=2.0)
+        zmtp_open = sum(1 for name in ports if name != "http" for s in idle[name] if _open(s))
+        # an HTTP connection that never sends a request is closed after the handler's 10 s timeout
+        http_cut = rel.wait_until(
+            lambda: not any(_open(s) for s in idle["http"]), timeout=opened + 15 - time.monotonic()
+        )
+        http_cut_after = time.monotonic() - opened
     finally:
-        for s in idle:
-            s.close()
+        for socks in idle.values():
+            for s in socks:
+                s.close()
     got = [ledger.of(i)[0] for i in ids]
     rel_figure(
-        f"{len(idle)} idle connections ({per_port} on each of {len(ports)} ports, {still_open} still open at the end): "
+        f"{per_port} idle connections on each of {len(ports)} ports (opened in {opened - began:.1f} s): "
         f"push {got[0]}/{total}, pub {got[1]}/{total} delivered, gaps {listener.stats['gaps']}; "
-        f"/healthz {status} in {health_ms:.0f} ms, afterwards {status_after}"
+        f"/healthz {status} in {health_ms:.0f} ms, afterwards {status_after}; {zmtp_open} idle ZMTP connections "
+        f"still open; idle HTTP connections closed {http_cut_after:.1f} s after opening"
     )
     assert status == status_after == ready_after == 200
+    assert health_ms < 1000, f"/healthz took {health_ms:.0f} ms behind the idle connections"
     assert got == [total, total], f"lost records: {listener.stats}"
     assert listener.stats["gaps"] == 0 and listener.stats["malformed"] == 0
     assert all(r["stats"]["dropped"] == 0 for r in reports), reports
+    assert opened - began < 10, f"opening 800 connections took {opened - began:.1f} s: the broker accepts too slowly"
+    assert http_cut, "idle HTTP connections are never closed: each holds a broker thread"
 
 
 def _open(sock: socket.socket) -> bool:

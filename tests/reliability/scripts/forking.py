@@ -33,6 +33,12 @@ import fabric
 import fabric.handler
 
 
+def say(fields: dict[str, Any]) -> None:
+    """One JSON line in a single write(), so lines of concurrent children never interleave."""
+    sys.stdout.flush()
+    os.write(1, (json.dumps(fields) + "\n").encode())
+
+
 def child_facts(handler: fabric.ZmqHandler, inherited: Any, role: str) -> dict[str, Any]:
     """What a child reports about the socket it used (read before close())."""
     own = handler._sock
@@ -57,7 +63,7 @@ def mp_child(logger_name: str, count: int, inherited_id: int) -> None:
     facts = child_facts(handler, inherited, "mp")
     facts["inherited_found"] = inherited is not None
     handler.close()
-    print(json.dumps(facts), flush=True)
+    say(facts)
     os._exit(0)
 
 
@@ -99,7 +105,7 @@ def main() -> None:
             if pid == 0:  # a worker: log, report, then end as a gunicorn worker does
                 for i in range(args.count):
                     log.info("worker record %d", i, extra={"n": i})
-                print(json.dumps(child_facts(handler, inherited, "worker")), flush=True)
+                say(child_facts(handler, inherited, "worker"))
                 sys.exit(0)
             pids.append(pid)
         for pid in pids:
@@ -115,7 +121,7 @@ def main() -> None:
         "parent_socket_unchanged": handler._sock is inherited,
         "seconds": time.monotonic() - started,
     }
-    print(json.dumps(report), flush=True)
+    say(report)
     sys.exit(0)
 
 
