@@ -15,8 +15,10 @@ shadow a ``LogRecord`` attribute rejects the whole frame with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import posixpath
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,10 +87,15 @@ class Limits:
     extra_value: int = 16 * 1024
     """Characters kept of one extra's text value."""
 
+    _smallest: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_smallest", min(self.message, self.traceback, self.field, self.extra_value))
+
     @property
     def smallest(self) -> int:
         """The smallest cap: a payload no longer than this needs no capping."""
-        return min(self.message, self.traceback, self.field, self.extra_value)
+        return self._smallest
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ class Encoder:
     exception and stack text. Extras that are not JSON-able travel as ``repr()``.
     """
 
-    __slots__ = ("_encode", "_json_producer", "_prefix", "_static", "codec", "formatter", "identity")
+    __slots__ = ("_encode", "_json_producer", "_static", "codec", "formatter", "identity")
 
     def __init__(
         self,
@@ -208,7 +215,6 @@ class Encoder:
         self.identity = identity
         self.codec = codec
         self.formatter = formatter or _DEFAULT_FORMATTER
-        self._prefix = _identity_bytes(identity)
         self._json_producer = _json_producer(identity)
         # Encoded fields that repeat from record to record, by _where(record).
         self._static: dict[tuple[Any, ...], bytes] = {}
@@ -243,19 +249,6 @@ def encode(
     return Encoder(identity, codec, formatter).encode(record, seq)
 
 
-def _identity_bytes(identity: ProducerIdentity) -> bytes:
-    # The constant producer fields, serialised once. Protobuf merges repeated
-    # occurrences of an embedded message, so appending a record that sets only
-    # producer.seq to these bytes yields the complete producer.
-    msg = _pb.LogRecord()
-    p = msg.producer
-    p.service = identity.service
-    p.host = identity.host
-    p.pid = identity.pid
-    p.producer_id = identity.producer_id
-    return _PB_TAG + msg.SerializeToString()
-
-
 def _set_value(value_msg: Any, value: object) -> None:
     if isinstance(value, str):
         value_msg.string_value = value
@@ -273,15 +266,24 @@ def _set_value(value_msg: Any, value: object) -> None:
             value_msg.json_value = text
 
 
-# Field tags of the per-record part, written by hand (wire types: 1 = 64-bit,
-# 2 = length-delimited, 0 = varint). Everything else is serialised by upb.
-_PB_FIXED = struct.Struct("<BQBdBd").pack  # time_unix_nano (1), msecs (13), relative_created (14)
+# The per-record fields are written by hand around a cached block of the others:
+#
+#   0x01 | time_unix_nano (1), msecs (13), relative_created (14) | body (4)
+#        | STATIC: everything that repeats, one upb-serialised message, cached
+#        | exceptions, stack, extras (only when the record has any)
+#        | producer (23) {seq (5)}, last, so a cut frame never carries its seq
+#
+# A parser merges the pieces into one LogRecord; decode() reads them back fast
+# when STATIC is one it has seen (see _decode_protobuf_fast).
+_PB_HEAD = struct.Struct("<BBQBdBd")  # tag, then the three fixed-width fields with their keys
 _PB_TIME, _PB_MSECS, _PB_RELATIVE = 0x09, 0x69, 0x71
 _PB_BODY = b"\x22"  # body (4)
 _PB_PRODUCER = b"\xba\x01"  # producer (23), whose only per-record field is seq (5)
 _PB_SEQ = b"\x28"
 _VARINT1 = [bytes((n,)) for n in range(128)]
 _CACHE_LIMIT = 4096
+# Standard level names a decoder fills in when severity_text is absent.
+_LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
 def _varint(n: int) -> bytes:
@@ -314,23 +316,34 @@ def _where(record: logging.LogRecord) -> tuple[Any, ...]:
     )
 
 
-def _pb_level(record: logging.LogRecord) -> bytes:
-    """Fields 2, 3, 6 and 7: constant for one (levelno, levelname, name)."""
+def _derived_names(pathname: str) -> tuple[str, str]:
+    """``filename`` and ``module`` as ``LogRecord`` derives them from ``pathname`` (POSIX rules)."""
+    filename = posixpath.basename(pathname)
+    return filename, posixpath.splitext(filename)[0]
+
+
+def _pb_static(record: logging.LogRecord, identity: ProducerIdentity) -> bytes:
+    """Every field that repeats from record to record, as one serialised message.
+
+    Left out, because the decoder derives them: ``filename`` and ``module``
+    when they follow from ``pathname``, ``severity_text`` when it is the
+    standard name of a standard level, and ``producer.pid`` (``process`` holds it).
+    """
     m = _pb.LogRecord()
+    p = m.producer
+    p.service = identity.service
+    p.host = identity.host
+    p.producer_id = identity.producer_id
     levelno = record.levelno
     m.severity_number = _SEVERITY[levelno] if 0 <= levelno < 100 else severity_number(levelno)
-    m.severity_text = record.levelname
+    if record.levelname != _LEVEL_NAMES.get(levelno):
+        m.severity_text = record.levelname
     m.name = record.name
     m.levelno = levelno
-    return m.SerializeToString()
-
-
-def _pb_site(record: logging.LogRecord) -> bytes:
-    """Fields 8-12 and 15-19: constant for one call site in one thread."""
-    m = _pb.LogRecord()
     m.pathname = record.pathname
-    m.filename = record.filename
-    m.module = record.module
+    if (record.filename, record.module) != _derived_names(record.pathname):
+        m.filename = record.filename
+        m.module = record.module
     m.lineno = record.lineno
     if record.funcName:
         m.func_name = record.funcName
@@ -370,20 +383,17 @@ def _pb_rare(record: logging.LogRecord, fmt: logging.Formatter, extras: dict[str
 
 
 def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
-    # A protobuf message may be written as several concatenated pieces (a parser
-    # merges them), so the parts that repeat from record to record are
-    # serialised once and cached: the level and logger, and the call site with
-    # its thread and process. Only time, message and seq are written per record.
     where = _where(record)
     static = enc._static.get(where)
     if static is None:
         if len(enc._static) >= _CACHE_LIMIT:
             enc._static.clear()
-        static = enc._static[where] = enc._prefix + _pb_level(record) + _pb_site(record)
+        static = enc._static[where] = _pb_static(record, enc.identity)
     body = record.getMessage().encode()
     created = record.created
     whole = int(created)
-    fixed = _PB_FIXED(
+    head = _PB_HEAD.pack(
+        PROTOBUF_V1,
         _PB_TIME,
         whole * 1_000_000_000 + round((created - whole) * 1e9),
         _PB_MSECS,
@@ -398,19 +408,7 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes
         else b""
     )
     tail = _PB_SEQ + _varint(seq)
-    return b"".join(
-        (
-            static,
-            fixed,
-            _PB_BODY,
-            _varint(len(body)),
-            body,
-            rare,
-            _PB_PRODUCER,
-            _VARINT1[len(tail)],
-            tail,
-        )
-    )
+    return b"".join((head, _PB_BODY, _varint(len(body)), body, static, rare, _PB_PRODUCER, _VARINT1[len(tail)], tail))
 
 
 def _json_extra(value: object) -> object:
@@ -571,7 +569,7 @@ def _finish(
     cuts = 0
     if extras:
         extras, cuts = _check_extras(extras, lim)
-    if size > lim.smallest:  # only then can any one field exceed its cap
+    if size > lim._smallest:  # only then can any one field exceed its cap
         cuts += _apply_caps(attrs, extras, lim)
     if extras:
         extras.update(attrs)
@@ -599,34 +597,30 @@ def _pb_value(v: Any) -> object:
 _PB_FROM = _pb.LogRecord.FromString
 
 
-def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
-    try:
-        m = _PB_FROM(payload[1:])
-    except Exception as exc:  # google.protobuf.message.DecodeError and kin
-        raise MalformedRecord(f"not a valid protobuf record: {exc}") from None
-    if not (math.isfinite(m.msecs) and math.isfinite(m.relative_created)):
-        raise MalformedRecord("msecs and relative_created must be finite")
+def _pb_attrs(m: Any) -> dict[str, Any]:
+    """The record attributes of a parsed message (before caps and extras)."""
     p = m.producer
-    producer_id = p.producer_id
-    seq = p.seq
-    if seq == 0:  # producers count from 1; 0 means the field never arrived (a cut frame)
-        raise MalformedRecord("producer.seq is missing: a record always carries a sequence number >= 1")
-    created = m.time_unix_nano / 1_000_000_000
-    attrs = {
+    pathname = m.pathname
+    has = m.HasField
+    derived = _derived_names(pathname)
+    filename = m.filename if has("filename") else derived[0]
+    module = m.module if has("module") else derived[1]
+    levelno = m.levelno
+    return {
         "name": m.name,
         "msg": m.body,
         "args": (),
-        "levelname": m.severity_text,
-        "levelno": m.levelno,
-        "pathname": m.pathname,
-        "filename": m.filename,
-        "module": m.module,
+        "levelname": m.severity_text if has("severity_text") else _LEVEL_NAMES.get(levelno, ""),
+        "levelno": levelno,
+        "pathname": pathname,
+        "filename": filename,
+        "module": module,
         "exc_info": None,
         "exc_text": m.exc_text or None,
         "stack_info": m.stack_info or None,
         "lineno": m.lineno,
         "funcName": m.func_name or None,
-        "created": created,
+        "created": m.time_unix_nano / 1_000_000_000,
         "msecs": m.msecs,
         "relativeCreated": m.relative_created,
         "thread": m.thread or None,
@@ -636,8 +630,8 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
         "taskName": m.task_name or None,
         "service": p.service,
         "host": p.host,
-        "producer_id": f"{producer_id:016x}",
-        "seq": seq,
+        "producer_id": f"{p.producer_id:016x}",
+        "seq": p.seq,
         "exceptions": [
             {
                 "type": e.type,
@@ -649,8 +643,141 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
         if m.exceptions
         else None,
     }
+
+
+def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
+    try:
+        m = _PB_FROM(payload[1:])
+    except Exception as exc:  # google.protobuf.message.DecodeError and kin
+        raise MalformedRecord(f"not a valid protobuf record: {exc}") from None
+    if not (math.isfinite(m.msecs) and math.isfinite(m.relative_created)):
+        raise MalformedRecord("msecs and relative_created must be finite")
+    seq = m.producer.seq
+    if seq == 0:  # producers count from 1; 0 means the field never arrived (a cut frame)
+        raise MalformedRecord("producer.seq is missing: a record always carries a sequence number >= 1")
+    attrs = _pb_attrs(m)
     extras = {k: _pb_value(v) for k, v in m.attributes.items()} if m.attributes else {}
-    return _finish(attrs, extras, len(payload), lim, producer_id, seq)
+    _learn_static(payload)
+    return _finish(attrs, extras, len(payload), lim, m.producer.producer_id, seq)
+
+
+# ---- the fast path for the layout our encoder writes ------------------------------
+#
+# A payload laid out as _encode_protobuf writes it is HEAD | body | STATIC | seq
+# (see there). When STATIC is a block this process has already parsed and vetted,
+# only the hand-written fields around it are read here, and the attributes that
+# STATIC yields come from a cache. The result is the one a full parse gives:
+# STATIC is cached only if it is a complete message on its own, serialises back to
+# exactly its bytes (so it holds no explicitly written default that would
+# override a field around it), and sets none of the per-record fields. Anything
+# else (another producer's layout, exceptions or extras, a cut or damaged frame)
+# takes the full parse.
+
+_HEAD_UNPACK = struct.Struct("<2xQxdxd").unpack_from
+_STATIC_LIMIT = 4096
+# STATIC bytes -> (attributes without the per-record ones, producer_id)
+_STATIC_ATTRS: dict[bytes, tuple[dict[str, Any], int]] = {}
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a varint of at most 10 bytes at ``pos``; (-1, pos) if there is none before ``end``."""
+    value = shift = 0
+    limit = min(end, pos + 10)
+    while pos < limit:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+def _split_fast(payload: bytes) -> tuple[int, int, int, int] | None:
+    """(body start, body end, seq start, seq) of a payload in our layout, or None."""
+    size = len(payload)
+    if size < 36 or payload[1] != _PB_TIME or payload[10] != _PB_MSECS or payload[19] != _PB_RELATIVE:
+        return None
+    if payload[28] != 0x22:
+        return None
+    length = payload[29]
+    if length < 0x80:
+        body = 30
+    else:
+        length, body = _read_varint(payload, 29, 34)
+        if length < 0:
+            return None
+    body_end = body + length
+    # The tail is ba 01 k 28 <varint seq>, k = 1 + the varint's length. Inside the
+    # varint a 0x01 can only be the last byte, so the last "ba 01" that starts at
+    # least 5 bytes before the end is the tail's.
+    tail = payload.rfind(_PB_PRODUCER, max(body_end, size - 14), size - 3)
+    if tail < 0 or payload[tail + 3] != 0x28 or payload[tail + 2] != size - tail - 3:
+        return None
+    if tail + 5 == size:  # a one-byte seq
+        seq, end = payload[tail + 4], size
+    else:
+        seq, end = _read_varint(payload, tail + 4, size)
+    if end != size or not 0 < seq < 2**64:
+        return None
+    return body, body_end, tail, seq
+
+
+def _decode_protobuf_fast(payload: bytes, lim: Limits) -> Decoded | None:
+    parts = _split_fast(payload)
+    if parts is None:
+        return None
+    body, body_end, seq_start, seq = parts
+    cached = _STATIC_ATTRS.get(payload[body_end:seq_start])
+    if cached is None:
+        return None
+    try:
+        msg = payload[body:body_end].decode()
+    except UnicodeDecodeError:
+        return None
+    time_ns, msecs, relative = _HEAD_UNPACK(payload)
+    if not (math.isfinite(msecs) and math.isfinite(relative)):
+        return None
+    attrs = cached[0].copy()
+    attrs["msg"] = msg
+    attrs["created"] = time_ns / 1_000_000_000
+    attrs["msecs"] = msecs
+    attrs["relativeCreated"] = relative
+    attrs["seq"] = seq
+    cuts = _apply_caps(attrs, {}, lim) if len(payload) > lim._smallest else 0
+    record = _new_record(logging.LogRecord)
+    record.__dict__ = attrs
+    return Decoded(record, cached[1], seq, cuts)
+
+
+def _learn_static(payload: bytes) -> None:
+    """After a full parse, remember the payload's STATIC block if it is safe to reuse."""
+    parts = _split_fast(payload)
+    if parts is None:
+        return
+    static = payload[parts[1] : parts[2]]
+    if not static or static in _STATIC_ATTRS:
+        return
+    try:
+        m = _PB_FROM(static)
+    except Exception:
+        return
+    if (
+        m.SerializeToString() != static
+        or m.time_unix_nano
+        or m.body
+        or m.msecs
+        or m.relative_created
+        or m.exc_text
+        or m.stack_info
+        or m.exceptions
+        or m.attributes
+        or m.producer.seq
+    ):
+        return
+    if len(_STATIC_ATTRS) >= _STATIC_LIMIT:
+        _STATIC_ATTRS.clear()
+    _STATIC_ATTRS[static] = (_pb_attrs(m), m.producer.producer_id)
 
 
 # JSON field checks: wire name -> (record attribute, accepted types, nullable, default)
@@ -788,7 +915,7 @@ def decode(payload: bytes, limits: Limits | None = None) -> Decoded:
     first = payload[0]
     try:
         if first == PROTOBUF_V1:
-            return _decode_protobuf(payload, lim)
+            return _decode_protobuf_fast(payload, lim) or _decode_protobuf(payload, lim)
         if first == 0x7B:  # "{"
             return _decode_json(payload, lim)
     except MalformedRecord:
