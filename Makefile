@@ -37,8 +37,10 @@ proto-check: $(STAMP)
 	  { echo "fabric/_proto is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; }; \
 	  rm -rf $$tmp; echo "generated protobuf code is fresh"
 
+# Not part of `make test`: about 10 minutes, and the figures are only meaningful as ratios.
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,7 +1,7 @@
 """P3: broker forwarding rate next to a raw ``zmq.proxy`` doing the same forwarding.
 
 For each path (pub: PUB producer -> XSUB/XPUB; push: PUSH producer -> PULL/PUB)
-one sender process blasts pre-encoded two-frame messages through either a raw
+one sender process blasts pre-encoded one-frame messages through either a raw
 ``zmq.proxy`` process or a broker process (HTTP on, /metrics scraped every
 second), and the receiver counts them. Trials alternate raw and broker, and the
 median rate of each is compared. Loopback only.
@@ -68,9 +68,9 @@ def _send(path: str, ingest: str, count: int, go: Any) -> None:
     if path == "pub":
         sock.recv()  # the proxy's subscription: from here nothing is filtered out
     go.wait()
+    message = TOPIC + b"\x00" + PAYLOAD  # one frame: topic NUL payload, as ZmqHandler sends
     for _ in range(count):
-        sock.send(TOPIC, zmq.SNDMORE)
-        sock.send(PAYLOAD)
+        sock.send(message)
     sock.close(linger=-1)
     ctx.term()
 
