@@ -38,6 +38,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,51 @@ class BrokerAuth:
             skipped = self._unlogged.pop(key, 0)
         extra = f" ({skipped} more since the last message)" if skipped else ""
         _log.warning("refused %s on %s (%s)%s", what, role, reason, extra)
+
+
+class UpstreamWatch:
+    """Log (rate-limited) why an upstream broker refused this broker's CURVE handshake."""
+
+    def __init__(self, keys: curve.CurveKeys) -> None:
+        self.keys = keys
+        self._last = 0.0
+        self._unlogged = 0
+
+    def on_monitor_event(self, role: str, event: int, value: int) -> None:
+        """A ConnectionMonitor hook for the ``upstream`` socket."""
+        if role != "upstream":
+            return
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = (
+                f"refused this broker's CURVE key {self.keys.public.decode()}: "
+                "add its public key file to the upstream's subscribers allow-list, then restart this broker"
+            )
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            why = "does not use CURVE: drop curve_client_key and curve_upstream_key, or turn CURVE on upstream"
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value in _CRYPTO_ERRORS:
+            why = "failed the CURVE handshake: is curve_upstream_key that broker's public key?"
+        else:
+            return
+        now = time.monotonic()
+        if self._last and now - self._last < _LOG_EVERY:
+            self._unlogged += 1
+            return
+        extra = f" ({self._unlogged} more since the last message)" if self._unlogged else ""
+        self._last, self._unlogged = now, 0
+        _log.warning("the upstream broker %s%s", why, extra)
+
+
+def monitor_hook(auth: BrokerAuth | None, upstream: curve.CurveKeys | None) -> Callable[[str, int, int], None] | None:
+    """The ConnectionMonitor hook for what CurveZMQ is on: bound sockets, the upstream link, both or neither."""
+    hooks = [h.on_monitor_event for h in (auth, UpstreamWatch(upstream) if upstream else None) if h is not None]
+    if not hooks:
+        return None
+
+    def hook(role: str, event: int, value: int) -> None:
+        for h in hooks:
+            h(role, event, value)
+
+    return hook
 
 
 def upstream_keys(config: BrokerConfig) -> curve.CurveKeys | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from broker.auth import BrokerAuth, upstream_keys
+from broker.auth import BrokerAuth, monitor_hook, upstream_keys
 from broker.config import BrokerConfig
 from broker.monitor import ConnectionMonitor
 from broker.proxy import ZERO, Proxy, ProxyStats
@@ -134,7 +134,7 @@ class Broker:
             if cfg.curve:
                 self._auth = BrokerAuth(cfg)
                 self._auth.start(ctx)  # the ZAP handler must exist before a CURVE socket binds
-                monitor.on_event = self._auth.on_monitor_event
+            monitor.on_event = monitor_hook(self._auth, up_keys)
             central = self._socket(zmq.XSUB, recv=True)
             egress = self._socket(zmq.XPUB)
             self._bind("egress", egress, cfg.egress, monitor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import fabric
 from broker import Broker, ConfigError
+from fabric.curve import load_key_pair
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,9 +49,11 @@ def test_unregistered_downstream_gets_nothing(
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
     make_capture: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
     sec: Any,
 ) -> None:
-    """A downstream broker whose key the upstream does not list receives 0 records; the upstream counts it."""
+    """A downstream broker whose key the upstream does not list receives 0 records; both sides log it."""
+    caplog.set_level(logging.WARNING, logger="logfabric.broker")
     upstream = curve_broker()
     downstream = curve_broker(
         upstream=(upstream.endpoints["egress"],),
@@ -65,6 +69,10 @@ def test_unregistered_downstream_gets_nothing(
     assert sec.wait(lambda: sec.received(upstream, "push") >= 100, timeout=10)
     assert sec.received(downstream, "upstream") == 0
     assert len(capture) == 0
+    stranger = load_key_pair(curve_keys.stranger)[0].decode()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"refused CURVE key {stranger}" in m and "on egress" in m for m in messages), messages
+    assert any(f"the upstream broker refused this broker's CURVE key {stranger}" in m for m in messages), messages
 
 
 def test_upstream_keys_come_in_pairs(curve_keys: Any) -> None:
