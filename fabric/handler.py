@@ -380,9 +380,14 @@ def _register_mp_after_fork(handler: ZmqHandler) -> None:
     A multiprocessing child ends with ``os._exit()``, which skips atexit and so
     ``logging.shutdown()``: without this, its last records would be lost.
     """
+    import multiprocessing
     import multiprocessing.util as mp_util
 
     mp_util.register_after_fork(handler, _finalize_in_mp_child)
+    if multiprocessing.parent_process() is not None:
+        # Made inside a multiprocessing child (install() in a worker, say): no
+        # after-fork hook will run for it, so arrange the flush here.
+        _finalize_in_mp_child(handler)
 
 
 def _finalize_in_mp_child(handler: ZmqHandler) -> None:

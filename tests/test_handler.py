@@ -89,6 +89,16 @@ def wait_child(pid: int, timeout: float = 20.0) -> int:
     pytest.fail(f"forked child {pid} did not exit within {timeout}s")
 
 
+def _mp_child_own_handler(endpoint: str, logger_name: str, count: int) -> None:
+    """Target of a multiprocessing child: make a handler of its own, log ``count`` records, return."""
+    logger = logging.getLogger(logger_name)
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.addHandler(fabric.ZmqHandler(endpoint, linger=5.0))
+    for i in range(count):
+        logger.info("mp child %d", i, extra={"n": i})
+
+
 def _mp_child(logger_name: str, count: int, close: bool) -> None:
     """Target of a multiprocessing 'fork' child: log ``count`` records, maybe close, return."""
     logger = logging.getLogger(logger_name)
@@ -376,6 +386,24 @@ class TestFork:
         assert {r.producer_id for r in child} != {f"{link.handler.identity.producer_id:016x}"}
         assert [r.msg for r in records if r.msg.startswith("parent")] == ["parent before", "parent after"]
         assert link.handler.stats["sent"] == 2
+
+    @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+    @pytest.mark.parametrize("method", ["fork", "spawn"])
+    def test_handler_made_inside_a_multiprocessing_child_delivers(self, endpoint, make_listener, capture, method):
+        """A handler a multiprocessing child creates itself delivers every record when the child just returns."""
+        make_listener(endpoint, capture, mode="pull", bind=True)
+        count = 20_000
+        proc = multiprocessing.get_context(method).Process(
+            target=_mp_child_own_handler, args=(endpoint, "mp.own", count)
+        )
+        proc.start()
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.kill()
+            pytest.fail("the multiprocessing child did not exit within 60 s")
+        assert proc.exitcode == 0
+        assert capture.wait_for(count, timeout=15), f"{len(capture)} of {count} child records"
+        assert [r.n for r in capture.records] == list(range(count))
 
 
 class TestExit:
