@@ -5,7 +5,8 @@ attach a ZmqHandler to their root logger (the cookbook's worker configurer,
 with the fabric in place of a multiprocessing queue). One subscriber, in this
 process, writes every record to one file. The line count is exact: pub-mode
 handlers wait until the subscription has reached them, and records still
-queued when a worker ends are delivered by ``handler.close()``.
+queued when a worker ends are delivered as it exits (the handler flushes
+itself in multiprocessing workers, fork and spawn alike).
 
 Run from the repository root: python examples/07_single_file_multiprocess/main.py [OUTPUT_DIR]
 """
@@ -46,9 +47,6 @@ def worker_process(endpoint: str) -> None:
     for i in range(PER_WORKER):
         logger = logging.getLogger(LOGGERS[i % len(LOGGERS)])
         logger.log(LEVELS[i % len(LEVELS)], "Message no. %d", i)
-    # Deliver what is still queued before the worker ends (a fork child ends
-    # with os._exit(), which skips logging.shutdown()).
-    handler.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
