@@ -247,6 +247,7 @@ def _log_around_a_huge_record(handler: Any, name: str, ledger: Any, rel: Any) ->
 # --------------------------------------------------------------------------- 11: idle connections
 
 
+@pytest.mark.slow
 def test_200_idle_tcp_connections_per_port_do_not_disturb_traffic(
     rel_broker: Factory,
     rel_listener: Factory,
