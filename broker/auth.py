@@ -183,6 +183,12 @@ class BrokerAuth:
             self.public, self.secret = curve.load_key_pair(config.curve_secret_key, "the broker's secret key")
         except curve.CurveError as exc:
             raise ConfigError(str(exc)) from None
+        with contextlib.suppress(OSError):
+            if Path(config.curve_secret_key).stat().st_mode & 0o007:
+                _log.warning(
+                    "the broker's secret key %s is readable by other users: chmod o-rwx it",
+                    config.curve_secret_key,
+                )
         self.producers = AllowList(config.curve_producers, "producers")
         self.subscribers = AllowList(config.curve_subscribers, "subscribers")
         self.refused: Counter[tuple[str, str]] = Counter()

@@ -197,3 +197,25 @@ def test_refusals_are_also_in_the_handshake_metrics(
     _try_producing(handler, sec, 0.2)
     key = ("logfabric_broker_malformed_total", (("reason", "auth"), ("socket", "push_ingest")))
     assert sec.wait(lambda: sec.metrics(broker).get(key, 0) >= 1, timeout=10)
+
+
+def test_garbage_bytes_at_a_curve_ingest(curve_broker: Callable[..., Broker], sec: Any) -> None:
+    """Non-ZMTP bytes at a CURVE ingest are hung up on and forward nothing (as without CURVE)."""
+    import socket
+
+    broker = curve_broker()
+    host, _, port = broker.endpoints["push_ingest"].removeprefix("tcp://").rpartition(":")
+    hung_up = False
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 8)
+        try:
+            while raw.recv(4096):
+                pass
+            hung_up = True
+        except ConnectionResetError:
+            hung_up = True
+        except TimeoutError:
+            hung_up = False
+    assert hung_up
+    assert sec.received(broker, "push") == 0
+    assert broker.ready
