@@ -214,3 +214,39 @@ def test_curve_client_to_a_plaintext_broker_gets_nothing(
 def test_zmq_has_curve() -> None:
     """The bundled libzmq supports CURVE (everything above depends on it)."""
     assert zmq.has("curve")
+
+
+def test_replicas_sharing_a_key_behind_dns(
+    curve_keys: Any,
+    curve_broker: Callable[..., Broker],
+    make_handler: Callable[..., fabric.ZmqHandler],
+    make_listener: Callable[..., fabric.ZmqListener],
+    make_capture: Callable[..., Any],
+    sec: Any,
+) -> None:
+    """Two brokers with one key (a StatefulSet's replicas) and one dns+tcp:// subscriber: records from both arrive."""
+    port = None
+    brokers = []
+    for address in ("127.0.0.2", "127.0.0.3"):
+        egress = f"tcp://{address}:{port}" if port else f"tcp://{address}:*"
+        try:
+            broker = curve_broker(egress=egress)
+        except ValueError as exc:  # pragma: no cover - a loopback without 127.0.0.2-3
+            pytest.skip(f"cannot bind {egress}: {exc}")
+        port = int(broker.endpoints["egress"].rpartition(":")[2])
+        brokers.append(broker)
+    capture = make_capture()
+    make_listener(
+        f"dns+tcp://logfabric-headless.test:{port}",
+        capture,
+        resolver=lambda host, p: ["127.0.0.2", "127.0.0.3"],
+        **curve_keys.client(curve_keys.subscriber),
+    )
+    for i, broker in enumerate(brokers):
+        handler = make_handler(
+            broker.endpoints["push_ingest"], service=f"via-{i}", **curve_keys.client(curve_keys.producer)
+        )
+        sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+        sec.emit(handler, "sec.data", f"from broker {i}")
+    assert sec.wait(lambda: len(capture.named("sec.data")) == 2, timeout=10)
+    assert sorted(r.getMessage() for r in capture.named("sec.data")) == ["from broker 0", "from broker 1"]
