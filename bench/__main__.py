@@ -2,7 +2,8 @@
 
 Every benchmark compares an anchor and ours in the same run; the figures that
 matter are the ratios. ``--quick`` is a smoke run (under about two minutes);
-``--only P1,P5`` runs a subset (results.json and the chart then hold only those).
+``--only P1,P5`` runs a subset (results.json and the chart then hold only those);
+``--callgrind`` adds P1 in instructions per call (valgrind), which load does not move.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from typing import Any
 
 import zmq
 
-from bench import curve, endtoend, forwarding, outage, producer, size, subscriber
+from bench import curve, endtoend, forwarding, instructions, outage, producer, size, subscriber
 
 ALL = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
 
 
 def _p3_table(p3: dict[str, Any], rounds: int) -> str:
-    lines = [f"{'path':<6} {'raw proxy':>12} {'broker':>12} {'ratio':>7}  lost(raw/broker)"]
+    lines = [
+        f"{'path':<6} {'raw proxy':>10} {'raw 2 hops':>11} {'broker':>10} {'vs raw':>7} {'vs 2 hops':>10}"
+        "  lost(raw/2 hops/broker)"
+    ]
     for path, r in p3.items():
         lines.append(
-            f"{path:<6} {r['raw_median_rps']:>12,} {r['broker_median_rps']:>12,} {r['ratio']:>7}"
-            f"  {r['lost']['raw']}/{r['lost']['broker']}"
+            f"{path:<6} {r['raw_median_rps']:>10,} {r['raw_two_hops_median_rps']:>11,} {r['broker_median_rps']:>10,}"
+            f" {r['ratio']:>7} {r['ratio_vs_two_hops']:>10}"
+            f"  {r['lost']['raw']}/{r['lost']['raw2']}/{r['lost']['broker']}"
         )
     return "\n".join(lines)
 
@@ -80,6 +85,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller rounds (a smoke run)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset, e.g. P1,P4")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="also count P1's instructions per call under valgrind (minutes)"
+    )
     parser.add_argument("--out", default="docs/perf", help="where to write results.json and chart.png")
     args = parser.parse_args()
     only = {p.strip().upper() for p in args.only.split(",") if p.strip()}
@@ -109,6 +117,10 @@ def main() -> int:
     if section("P1", "producer: µs per logger.info('msg %s %d', 'x', i), median of rounds, interleaved"):
         results["P1"] = producer.run(*((5_000, 3) if quick else (20_000, 7)))
         print(producer.table(results["P1"]))
+        if args.callgrind:
+            print("instructions per call (valgrind callgrind; all threads of the producer process):", flush=True)
+            results["P1"]["instructions"] = instructions.run()
+            print(instructions.table(results["P1"]["instructions"]))
     if section("P2", "end to end: records/s, 1 producer -> (broker) -> 1 subscriber rehydrating LogRecords"):
         results["P2"] = endtoend.run(*((30_000, 1) if quick else (200_000, 5)))
         print(endtoend.table(results["P2"]))

@@ -49,9 +49,9 @@ def draw(results: dict[str, Any], path: Path) -> None:
     if "P3" in results:
         labels, values, ours = [], [], []
         for p, r in results["P3"].items():
-            labels += [f"{p}: raw zmq.proxy", f"{p}: broker"]
-            values += [r["raw_median_rps"], r["broker_median_rps"]]
-            ours += [False, True]
+            labels += [f"{p}: raw zmq.proxy", f"{p}: raw, 2 hops", f"{p}: broker"]
+            values += [r["raw_median_rps"], r["raw_two_hops_median_rps"], r["broker_median_rps"]]
+            ours += [False, False, True]
         panels.append((labels, values, ours, "P3 broker forwarding", "records/s"))
     if "P4" in results:
         rps = results["P4"]["records_per_s"]

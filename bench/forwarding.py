@@ -44,6 +44,25 @@ def _raw_proxy(path: str, ingest: str, egress: str, ready: Any) -> None:
     zmq.proxy(front, back)
 
 
+def _raw_two_hops(path: str, ingest: str, egress: str, ready: Any) -> None:
+    """The broker's shape without the broker: ingest =proxy=> inproc bridge, central =proxy=> egress."""
+    ctx = zmq.Context()
+    front = ctx.socket(zmq.XSUB if path == "pub" else zmq.PULL)
+    bridge = ctx.socket(zmq.XPUB if path == "pub" else zmq.PUB)
+    central = ctx.socket(zmq.XSUB)
+    back = ctx.socket(zmq.XPUB)
+    for s in (front, bridge, central, back):
+        s.setsockopt(zmq.SNDHWM, 100_000)
+        s.setsockopt(zmq.RCVHWM, 100_000)
+    front.bind(ingest)
+    bridge.bind("inproc://bridge")
+    central.connect("inproc://bridge")
+    back.bind(egress)
+    threading.Thread(target=zmq.proxy, args=(front, bridge), daemon=True).start()
+    ready.set()
+    zmq.proxy(central, back)
+
+
 def _broker(path: str, ingest: str, egress: str, http: str, ready: Any) -> None:
     from broker import Broker
 
@@ -82,16 +101,16 @@ def _scrape(http: str, stop: threading.Event) -> None:
 
 
 def trial(kind: str, path: str, count: int) -> dict[str, float]:
-    """One trial: returns received, lost and records/s."""
+    """One trial of ``kind`` (raw, raw2 or broker): returns received, lost and records/s."""
     mp = multiprocessing.get_context("spawn")
     ingest, egress = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
     http = f"127.0.0.1:{_port()}"
     ready, go = mp.Event(), mp.Event()
-    server = mp.Process(
-        target=_raw_proxy if kind == "raw" else _broker,
-        args=(path, ingest, egress, ready) if kind == "raw" else (path, ingest, egress, http, ready),
-        daemon=True,
-    )
+    if kind == "broker":
+        server = mp.Process(target=_broker, args=(path, ingest, egress, http, ready), daemon=True)
+    else:
+        target = _raw_proxy if kind == "raw" else _raw_two_hops
+        server = mp.Process(target=target, args=(path, ingest, egress, ready), daemon=True)
     server.start()
     if not ready.wait(20):
         server.kill()
@@ -129,23 +148,32 @@ def trial(kind: str, path: str, count: int) -> dict[str, float]:
 
 
 def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
-    """Alternate raw and broker trials per path; return medians and ratios."""
+    """Alternate raw, raw two-hop and broker trials per path; return medians and ratios.
+
+    "raw2" is the broker's forwarding shape (two proxies joined by an inproc
+    bridge) built from bare sockets: broker / raw2 is what the broker adds to
+    its topology, raw2 / raw what the second hop costs.
+    """
     results: dict[str, Any] = {}
+    kinds = ("raw", "raw2", "broker")
     for path in ("pub", "push"):
-        rates: dict[str, list[float]] = {"raw": [], "broker": []}
-        lost: dict[str, int] = {"raw": 0, "broker": 0}
-        for _ in range(rounds):
-            for kind in ("raw", "broker"):
+        rates: dict[str, list[float]] = {k: [] for k in kinds}
+        lost: dict[str, int] = dict.fromkeys(kinds, 0)
+        for r in range(rounds):
+            for kind in kinds[r % 3 :] + kinds[: r % 3]:
                 t = trial(kind, path, count)
                 rates[kind].append(t["rate"])
                 lost[kind] += int(t["lost"])
-        raw, ours = statistics.median(rates["raw"]), statistics.median(rates["broker"])
+        raw, raw2, ours = (statistics.median(rates[k]) for k in kinds)
         results[path] = {
             "raw_median_rps": round(raw),
+            "raw_two_hops_median_rps": round(raw2),
             "broker_median_rps": round(ours),
             "ratio": round(ours / raw, 3) if raw else None,
-            "raw_rps": [round(r) for r in rates["raw"]],
-            "broker_rps": [round(r) for r in rates["broker"]],
+            "ratio_vs_two_hops": round(ours / raw2, 3) if raw2 else None,
+            "raw_rps": [round(x) for x in rates["raw"]],
+            "raw_two_hops_rps": [round(x) for x in rates["raw2"]],
+            "broker_rps": [round(x) for x in rates["broker"]],
             "lost": lost,
             "messages_per_trial": count,
         }
