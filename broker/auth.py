@@ -95,7 +95,7 @@ class AllowList:
         self._stamp: tuple[int, ...] = ()
         self._checked = 0.0
         self.keys: frozenset[bytes] = frozenset()
-        self.reload()
+        self.reload(strict=True)
 
     def _signature(self) -> tuple[int, ...]:
         # A Kubernetes Secret update swaps a symlink inside the directory, which
@@ -106,21 +106,31 @@ class AllowList:
                 stamps.append(path.stat().st_mtime_ns)
         return tuple(stamps)
 
-    def reload(self) -> bool:
-        """Read the directory again; return whether the keys changed."""
+    def reload(self, strict: bool = False) -> bool:
+        """Read the directory again; return whether the keys changed.
+
+        An unreadable directory or key file raises :class:`ConfigError` when
+        ``strict`` (at start); later it is logged and the last keys are kept.
+        """
         with self._lock:
             self._checked = time.monotonic()
             try:
                 signature = self._signature()
                 keys = frozenset(zmq.auth.load_certificates(self.directory))
             except (OSError, ValueError) as exc:
+                if strict:
+                    raise ConfigError(
+                        f"cannot read the {self.label} allow-list {str(self.directory)!r}: {exc}; "
+                        "it should hold only public key files (NAME.key) made by 'logfabric keys generate'"
+                    ) from None
                 _log.error(
                     "cannot read the %s allow-list %s (keeping the last keys): %s", self.label, self.directory, exc
                 )
                 return False
+            first = not self._stamp
             self._stamp = signature
             changed = keys != self.keys
-            if changed:
+            if changed or first:
                 self.keys = keys
                 _log.info("%s allow-list %s: %d key(s)", self.label, self.directory, len(keys))
                 if not keys:

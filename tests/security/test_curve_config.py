@@ -300,6 +300,7 @@ def test_broker_curve_settings_come_together(curve_keys: Any) -> None:
         ({"curve_secret_key": "broker_public"}, "holds only a public key"),
         ({"curve_producers": "missing_dir"}, "producers allow-list .* is not a directory"),
         ({"curve_subscribers": "a_file"}, "subscribers allow-list .* is not a directory"),
+        ({"curve_producers": "garbage_dir"}, "cannot read the producers allow-list .*: No public key found"),
     ],
 )
 def test_broker_cli_bad_keys_exit_2(
@@ -310,7 +311,10 @@ def test_broker_cli_bad_keys_exit_2(
         "broker_public": str(curve_keys.broker_public),
         "missing_dir": str(tmp_path / "nowhere"),
         "a_file": str(curve_keys.broker_public),
+        "garbage_dir": str(tmp_path / "garbage"),
     }
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "notes.key").write_text("not a key\n")
     settings = {
         "curve_secret_key": str(curve_keys.broker_secret),
         "curve_producers": str(curve_keys.producers),
