@@ -57,26 +57,25 @@ def test_subscribe_iterator_with_curve(
 ) -> None:
     """subscribe() with a registered subscriber key yields the records of a registered producer."""
     broker = curve_broker()
-    records = make_subscription(broker.endpoints["egress"], timeout=0.5, **curve_keys.client(curve_keys.subscriber))
+    records = make_subscription(broker.endpoints["egress"], timeout=15.0, **curve_keys.client(curve_keys.subscriber))
+    got: list[tuple[str, str]] = []
+
+    def iterate() -> None:  # ends after 15 s without a record, or when 50 data records arrived
+        for record in records:
+            got.append((record.name, record.getMessage()))
+            if sum(name == "sec.data" for name, _ in got) == 50:
+                return
+
+    reader = threading.Thread(target=iterate, daemon=True)
+    reader.start()
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-    got: list[str] = []
-    for attempt in range(40):  # the subscription has to reach the broker first: probe until one arrives
-        sec.emit(handler, sec.PROBE, f"probe {attempt}")
-        record = next(records, None)
-        if record is not None:
-            break
-        records = make_subscription(broker.endpoints["egress"], timeout=0.5, **curve_keys.client(curve_keys.subscriber))
-    else:
-        pytest.fail("no probe reached subscribe()")
-    records.timeout = 10.0  # from here on, a bounded wait for the data
+    sec.probe(handler, lambda: sum(name == sec.PROBE for name, _ in list(got)))
     for i in range(50):
         sec.emit(handler, "sec.data", f"record {i}")
-    for record in records:
-        if record.name == "sec.data":
-            got.append(record.getMessage())
-        if len(got) == 50:
-            break
-    assert got == [f"record {i}" for i in range(50)]
+    reader.join(20)
+    assert not reader.is_alive()
+    assert [m for name, m in got if name == "sec.data"] == [f"record {i}" for i in range(50)]
+    assert records.stats["malformed"] == 0
 
 
 def test_pipeline_consumer_with_a_subscriber_key(
