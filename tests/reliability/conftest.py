@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -115,14 +116,6 @@ def http_get(address: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
         return response.status, response.read().decode("utf-8", "replace")
     finally:
         conn.close()
-
-
-def vm_hwm_kb(pid: int | str = "self") -> int:
-    """Peak resident set size (VmHWM) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/status")
 
 
 # --------------------------------------------------------------------------- subprocesses
@@ -293,9 +286,12 @@ class Ledger(logging.Handler):
     """Counts what a subscriber delivers, per producer: records, sequence numbers, gaps reported.
 
     For each ``producer_id`` it keeps the records delivered (and duplicates),
-    the highest ``seq`` and the sum of ``lost`` over the gap notices
-    (``logfabric.gaps``). ``delivered + gaps == highest seq`` is the "no silent
-    loss" identity for a producer that logs on one topic.
+    the highest ``seq``, the sum of ``lost`` over the gap notices
+    (``logfabric.gaps``) and the ranges those notices name. For a producer that
+    logs on one topic, "no silent loss" means every ``seq`` up to the last one
+    was either delivered or named by a gap notice (:meth:`silent` is 0). Then
+    ``delivered + gaps == sent``, unless records arrived out of order after a
+    reconnection: a record can be reported lost and then arrive (:meth:`late`).
     """
 
     def __init__(self) -> None:
@@ -308,7 +304,7 @@ class Ledger(logging.Handler):
         self.duplicates = 0
         self.names: Counter[str] = Counter()
         self.pids: defaultdict[str, set[int]] = defaultdict(set)
-        self.by_service: Counter[str] = Counter()
+        self.reported: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
 
     def emit(self, record: logging.LogRecord) -> None:
         attrs = record.__dict__
@@ -316,7 +312,13 @@ class Ledger(logging.Handler):
         with self._guard:
             self.names[record.name] += 1
             if record.name == "logfabric.gaps":
-                self.gaps[pid] += int(attrs.get("lost", 0))
+                lost = int(attrs.get("lost", 0))
+                self.gaps[pid] += lost
+                found = re.search(r"seq (\d+) to (\d+) never arrived", record.getMessage())
+                if found:
+                    first, last = int(found.group(1)), int(found.group(2))
+                    assert last - first + 1 == lost, record.getMessage()
+                    self.reported[pid].append((first, last))
                 return
             seq = int(attrs.get("seq") or 0)
             if seq in self.seqs[pid]:
@@ -324,7 +326,6 @@ class Ledger(logging.Handler):
             self.seqs[pid].add(seq)
             self.delivered[pid] += 1
             self.max_seq[pid] = max(self.max_seq.get(pid, 0), seq)
-            self.by_service[str(attrs.get("service"))] += 1
             if record.process is not None:
                 self.pids[pid].add(record.process)
 
@@ -334,6 +335,20 @@ class Ledger(logging.Handler):
             if name is not None:
                 return self.names[name]
             return sum(n for k, n in self.names.items() if k != "logfabric.gaps")
+
+    def _reported(self, producer_id: str) -> set[int]:
+        return {seq for first, last in self.reported[producer_id] for seq in range(first, last + 1)}
+
+    def silent(self, producer_id: str, sent: int) -> int:
+        """Records 1..``sent`` of a producer neither delivered nor named by a gap notice."""
+        with self._guard:
+            missing = set(range(1, sent + 1)) - self.seqs[producer_id]
+            return len(missing - self._reported(producer_id))
+
+    def late(self, producer_id: str) -> int:
+        """Records reported lost that arrived afterwards (reordered across a reconnection)."""
+        with self._guard:
+            return len(self._reported(producer_id) & self.seqs[producer_id])
 
     def of(self, producer_id: str) -> tuple[int, int]:
         """(delivered, gaps reported) for one producer."""
@@ -476,7 +491,6 @@ def rel() -> Any:
         http_get=http_get,
         probe=probe,
         settle=settle,
-        vm_hwm_kb=vm_hwm_kb,
         wait_until=wait_until,
     )
 

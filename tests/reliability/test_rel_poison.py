@@ -6,7 +6,6 @@ Every message is framed the way real producers frame theirs right now (see
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -124,7 +123,6 @@ def test_poisoned_records_are_counted_capped_and_survived(
 
     stats = listener.stats
     sent = len(poison) + len(hostile) + 1
-    by_msg = {r.name[:20] + "|" + r.getMessage()[:12]: r for r in seen}
     rel_figure(
         f"{sent} messages: {len(poison)} poisoned -> malformed {stats['malformed']}; {len(hostile) + 1} hostile but "
         f"valid -> received {stats['received']}, truncated {stats['truncated']}; errors {stats['errors']}; "
@@ -155,7 +153,6 @@ def test_poisoned_records_are_counted_capped_and_survived(
     head, *continuation = line.split("\n")
     assert "\r" not in line and "\x1b" not in line and "\\r\\n" in head
     assert continuation and all(c.startswith("  | ") for c in continuation), line
-    assert by_msg  # records were seen by a second handler too
 
 
 class _Keep(logging.Handler):
@@ -214,4 +211,3 @@ def test_a_100000000s_format_bomb_costs_the_listener_less_than_10_mb(
     assert report["stats"]["malformed"] == 40, report["stats"]  # the two JSON carriers of args, 20 times each
     assert report["stats"]["received"] == warmup + 80 + 1, report["stats"]
     assert report["longest_line"] < 100_000, "a bomb was expanded while formatting"
-    assert json.dumps(report)  # the report itself is plain data
