@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -192,6 +193,54 @@ def test_slow_subscriber_drops_are_counted_while_the_fast_one_gets_everything(
     assert slow_got + slow_gaps - slow_ledger.late(pid) == sent
     assert slow.stats["gaps"] == slow_gaps and fast_ledger.duplicates == slow_ledger.duplicates == 0
     assert broker.get("/healthz")[0] == 200
+
+
+def test_a_stuck_subscriber_of_a_direct_pub_producer_costs_every_subscriber_counted_at_the_producer(
+    rel_tcp_endpoint: str,
+    rel_listener: Factory,
+    rel_handler: Factory,
+    rel_zmq: zmq.Context[zmq.Socket[bytes]],
+    rel: Any,
+    rel_figure: Callable[[str], None],
+) -> None:
+    """Without a broker, a subscriber that never reads fills the XPUB: the producer drops for all, and counts it."""
+    total = 30_000
+    handler = rel_handler(rel_tcp_endpoint, mode="pub", bind=True, service="direct", hwm=1000)
+    listener, ledger = rel_listener(rel_tcp_endpoint, loggers=["rel.direct"])
+    stuck = rel_zmq.socket(zmq.SUB)
+    stuck.setsockopt(zmq.LINGER, 0)
+    stuck.setsockopt(zmq.RCVHWM, 10)
+    stuck.setsockopt(zmq.RCVBUF, 4096)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(rel_tcp_endpoint)
+    assert handler.wait_ready(10)
+    log = logging.getLogger("rel.direct")
+    log.propagate, log.level = False, logging.DEBUG
+    log.addHandler(handler)
+    try:
+        probes = 0
+        while ledger.count("rel.direct") == 0 or not stuck.poll(0):  # both subscriptions have arrived
+            log.info("probe")
+            probes += 1
+            assert probes < 1000, "the subscriptions never arrived"
+            time.sleep(0.01)
+        base = dict(handler.stats)
+        for i in range(total):
+            log.info("record %d %s", i, "x" * 200)
+        sent = handler.stats["sent"] - base["sent"]
+        dropped = handler.stats["dropped"] - base["dropped"]
+        rel.wait_until(lambda: ledger.count("rel.direct") >= probes + sent, timeout=15)
+        rel.settle([ledger], quiet=0.3)
+    finally:
+        log.removeHandler(handler)
+    got = ledger.count("rel.direct") - probes
+    rel_figure(
+        f"{total} records, one stuck direct subscriber: producer sent {sent}, dropped {dropped}; "
+        f"the reading subscriber got {got}, reported lost {listener.stats['gaps']}"
+    )
+    assert sent + dropped == total
+    assert dropped > total // 2, "the stuck subscriber never filled the producer's queue"
+    assert got == sent, "what the producer counted as sent is what the reading subscriber got"
 
 
 # --------------------------------------------------------------------------- 8: oversize
