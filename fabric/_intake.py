@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import zmq
@@ -166,8 +166,13 @@ def open_socket(
     bind: bool,
     topics: Iterable[bytes],
     curve: CurveKeys | None = None,
+    before_attach: Callable[[zmq.Socket[bytes]], None] | None = None,
 ) -> zmq.Socket[bytes]:
-    """Create a SUB or PULL socket attached to every endpoint (a CURVE client if ``curve`` is given)."""
+    """Create a SUB or PULL socket attached to every endpoint (a CURVE client if ``curve`` is given).
+
+    ``before_attach(sock)`` runs just before the socket binds or connects (to
+    attach a monitor that must not miss the first handshake).
+    """
     if mode not in ("sub", "pull"):
         raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
     check_not_bound(curve, bind)
@@ -188,6 +193,8 @@ def open_socket(
         if mode == "sub":
             for topic in topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
+        if before_attach is not None:
+            before_attach(sock)
         endpoints.attach(sock, bind)
     except Exception:
         sock.close(linger=0)

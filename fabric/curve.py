@@ -18,10 +18,13 @@ Clients take two paths, as options or from the environment:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "ENV_SERVER_KEY",
     "CurveError",
     "CurveKeys",
+    "HandshakeWatch",
     "client_keys",
     "generate",
     "load_key_pair",
@@ -159,6 +163,69 @@ def client_keys(
             f"{missing} is missing: CURVE needs both the server's public key file and this client's secret key file"
         )
     return CurveKeys.load(server_key, client_key)
+
+
+class HandshakeWatch:
+    """Warn on logger ``logfabric.curve`` when a broker refuses this client's CURVE handshake.
+
+    A refused client otherwise sees nothing at all: no error, no records.
+    Created on a socket before it connects (so no event is missed); call
+    :meth:`check` now and then from the socket's thread, and :meth:`close`
+    before the socket closes. Each kind of warning repeats at most once every 10 s.
+    """
+
+    _EVENTS = (
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    )
+
+    def __init__(self, sock: zmq.Socket[bytes], keys: CurveKeys, role: str = "subscriber") -> None:
+        self._sock = sock
+        self._monitor: zmq.Socket[bytes] | None = sock.get_monitor_socket(self._EVENTS)
+        self.keys = keys
+        self.role = role
+        self.refusals = 0
+        self._last: dict[str, float] = {}
+
+    def check(self) -> None:
+        """Read pending monitor events (never blocks) and warn about refusals."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        monitor = self._monitor
+        while monitor is not None:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            endpoint = event["endpoint"].decode("utf-8", "replace")
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                why = (
+                    f"refused this {self.role}'s CURVE key {self.keys.public.decode()}: "
+                    f"ask its operator to add your public key file to the {self.role}s allow-list, then reconnect"
+                )
+            elif (
+                event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                and event["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+            ):
+                why = f"does not use CURVE: drop the keys (and unset {ENV_SERVER_KEY} / {ENV_CLIENT_KEY})"
+            else:  # a broker that cannot decrypt the handshake hangs up without a reason
+                why = (
+                    "hung up during the CURVE handshake: is the server key file that broker's public key, "
+                    "and does it use CURVE?"
+                )
+            self.refusals += 1
+            now = time.monotonic()
+            last = self._last.get(why)
+            if last is None or now - last >= 10.0:
+                self._last[why] = now
+                logging.getLogger("logfabric.curve").warning("the broker at %s %s", endpoint, why)
+
+    def close(self) -> None:
+        """Stop watching and close the monitor socket (before the socket and its context)."""
+        if self._monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):  # the socket may already be closed
+                self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
 
 
 def check_not_bound(keys: CurveKeys | None, bind: bool) -> None:

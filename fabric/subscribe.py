@@ -14,7 +14,7 @@ import zmq
 from fabric import _sockets
 from fabric._intake import Intake, open_socket
 from fabric.codec import Limits
-from fabric.curve import CurveKeys, client_keys
+from fabric.curve import CurveKeys, HandshakeWatch, client_keys
 from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Subscription", "subscribe"]
@@ -76,10 +76,20 @@ class Subscription(Iterator[logging.LogRecord]):
         self._endpoints = endpoints
         self.timeout = timeout
         self._sock: zmq.Socket[bytes] | None = None  # close() and __del__ work even if opening fails
+        self._watch: HandshakeWatch | None = None
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+
+        def watch(sock: zmq.Socket[bytes]) -> None:  # a refused CURVE handshake is reported, not silent
+            if curve is not None:
+                self._watch = HandshakeWatch(sock, curve)
+
         try:
-            self._sock = open_socket(self._ctx, endpoints, mode, bind, intake.subscriptions(), curve=curve)
+            self._sock = open_socket(
+                self._ctx, endpoints, mode, bind, intake.subscriptions(), curve=curve, before_attach=watch
+            )
         except Exception:
+            if self._watch is not None:
+                self._watch.close()
             self._ctx.term()
             raise
         self._ready: deque[logging.LogRecord] = deque()
@@ -100,6 +110,8 @@ class Subscription(Iterator[logging.LogRecord]):
             except zmq.Again:
                 if time.monotonic() >= self._endpoints.next_refresh:
                     self._endpoints.refresh(sock)
+                if self._watch is not None:
+                    self._watch.check()
                 if self.timeout is None:
                     sock.poll(100)
                     continue
@@ -115,6 +127,9 @@ class Subscription(Iterator[logging.LogRecord]):
     def close(self) -> None:
         """Close the socket; iteration then ends."""
         if self._sock is not None:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             self._sock.close(linger=0)
             self._ctx.term()
             self._sock = None

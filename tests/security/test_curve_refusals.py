@@ -219,3 +219,34 @@ def test_garbage_bytes_at_a_curve_ingest(curve_broker: Callable[..., Broker], se
     assert hung_up
     assert sec.received(broker, "push") == 0
     assert broker.ready
+
+
+@pytest.mark.parametrize("who", ["unregistered key", "wrong server key", "plaintext broker"])
+def test_refused_subscription_says_so(
+    who: str,
+    curve_keys: Any,
+    curve_broker: Callable[..., Broker],
+    caplog: pytest.LogCaptureFixture,
+    sec: Any,
+) -> None:
+    """subscribe() (and so tail) warns on logfabric.curve why the broker refused it, instead of staying silent."""
+    caplog.set_level(logging.WARNING, logger="logfabric.curve")
+    if who == "plaintext broker":
+        broker = curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
+    else:
+        broker = curve_broker()
+    options = curve_keys.client(curve_keys.stranger if who == "unregistered key" else curve_keys.subscriber)
+    if who == "wrong server key":
+        options["curve_server_key"] = str(curve_keys.other_broker_public)
+    # A broker that cannot decrypt hangs up without a reason; against a plaintext broker,
+    # whichever side notices the mismatch first decides which of the two the client sees.
+    expected = {
+        "unregistered key": ("refused this subscriber's CURVE key",),
+        "wrong server key": ("hung up during the CURVE handshake",),
+        "plaintext broker": ("does not use CURVE", "hung up during the CURVE handshake"),
+    }[who]
+    with fabric.subscribe(broker.endpoints["egress"], timeout=3.0, **options) as records:
+        assert list(records) == []  # ends after 3 s without a record; the refusal is reported meanwhile
+    messages = [r.getMessage() for r in caplog.records if r.name == "logfabric.curve"]
+    assert any(e in m and broker.endpoints["egress"] in m for m in messages for e in expected), messages
+    assert len(messages) == len(set(messages))  # rate-limited: clients retry, each warning is given once
