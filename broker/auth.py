@@ -256,7 +256,7 @@ class BrokerAuth:
         with self._lock:
             self.refused[(role, reason)] += 1
         if reason == "plaintext":
-            self._log(role, reason, "a peer without CURVE (plaintext)")
+            self._log(role, reason, "a peer without CURVE")
         elif reason == "bad_handshake":
             self._log(role, reason, "a CURVE handshake that did not decrypt (wrong server public key?)")
         elif reason == "aborted":

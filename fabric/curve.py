@@ -87,7 +87,7 @@ def _read(path: str | os.PathLike[str], what: str) -> tuple[bytes, bytes | None]
     shown = os.fspath(path)
     if not shown:
         raise CurveError(f"{what}: an empty path was given; name a key file made by 'logfabric keys generate'")
-    p = Path(shown)
+    p = Path(shown).expanduser()
     if p.is_dir():
         raise CurveError(f"{what} {shown!r} is a directory; name the key file itself (e.g. {shown}/broker.key)")
     if not p.exists():
