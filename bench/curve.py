@@ -141,7 +141,13 @@ def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str,
         if client is not None:
             client.apply(recv)
         recv.setsockopt(zmq.RCVHWM, 0)
+        watch = recv.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         recv.connect(egress)
+        shaken = watch.poll(10_000)  # the (CURVE) handshake is done: the subscription can travel
+        recv.disable_monitor()
+        watch.close(linger=0)
+        if not shaken:
+            raise RuntimeError("the receiver never completed its handshake with the broker")
     else:
         recv = ctx.socket(zmq.PULL)
         recv.setsockopt(zmq.RCVHWM, 0)
@@ -151,7 +157,7 @@ def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str,
             recv.setsockopt(zmq.CURVE_PUBLICKEY, public)
             recv.setsockopt(zmq.CURVE_SECRETKEY, secret)
         recv.bind(ingest)
-    time.sleep(0.5)  # the subscription reaches the broker
+    time.sleep(0.5)  # the subscription reaches the broker (it follows the handshake)
     sender = mp.Process(target=_send, args=(ingest, count, used, go), daemon=True)
     sender.start()
     time.sleep(0.5)
