@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", help="minimum level, a name or a number")
     p.add_argument("-s", "--service", action="append", default=[], metavar="NAME", help="service name (repeatable)")
     p.add_argument("-g", "--grep", metavar="REGEX", help="only records whose message matches")
-    p.add_argument("-f", "--format", metavar="FMT", help=f"a logging format string (default {DEFAULT_FORMAT!r})")
+    p.add_argument(
+        "-f", "--format", metavar="FMT", help=f"a logging format string (default {DEFAULT_FORMAT.replace('%', '%%')!r})"
+    )
     p.add_argument("--style", choices=("%", "{", "$"), default="%", help="format string style (default %%)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text lines or JSON lines")
     p.add_argument("--utc", action="store_true", help="timestamps in UTC")

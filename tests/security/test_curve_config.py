@@ -457,3 +457,14 @@ def test_world_readable_broker_key_is_warned_about(
     caplog.clear()
     curve_broker()
     assert not any("readable by other users" in r.getMessage() for r in caplog.records)
+
+
+def test_tail_help_lists_the_curve_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """`logfabric tail --help` exits 0 and documents both CURVE flags and their variables."""
+    with pytest.raises(SystemExit) as exited:
+        tail.main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "--curve-server-key" in out and ENV_SERVER_KEY in out
+    assert "--curve-client-key" in out and ENV_CLIENT_KEY in out
+    assert "%(asctime)s" in out  # the default format shows literally
