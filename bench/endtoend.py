@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import statistics
 import threading
 import time
@@ -50,15 +51,17 @@ def _produce(kind: str, endpoint: str, count: int, go: Any, results: Any) -> Non
     logger.info("warm up %s %d", "x", 0)  # connects; the subscriber starts its clock at the first record
     go.wait()
     start = time.monotonic()
+    cpu = time.process_time()
     info = logger.info
     for i in range(count):
         info("msg %s %d", "x", i)
     end = time.monotonic()
+    cpu = time.process_time() - cpu
     handler.close()
     if kind != "ours":
         sock.close(linger=-1)
     ctx.term()
-    results.put(("producer", {"start": start, "end": end}))
+    results.put(("producer", {"start": start, "end": end, "cpu": cpu}))
 
 
 class _Last(logging.Handler):
@@ -145,6 +148,9 @@ def trial(kind: str, count: int) -> dict[str, float]:
         who, data = results.get(timeout=180)
         got[who] = data
     producer.join(10)
+    cpu = {"producer": got["producer"]["cpu"]}
+    for role, p in zip(("broker", "subscriber") if kind == "ours" else ("subscriber",), procs, strict=True):
+        cpu[role] = _cpu_seconds(p.pid)
     for p in procs:
         p.kill()
         p.join(5)
@@ -155,18 +161,32 @@ def trial(kind: str, count: int) -> dict[str, float]:
         "lost": count - received,
         "rate": received / elapsed if elapsed > 0 else 0.0,
         "producer_seconds": got["producer"]["end"] - got["producer"]["start"],
+        # CPU per record in each process (the subscriber's and broker's include their start-up)
+        "cpu_us_per_record": {role: round(sec / count * 1e6, 2) for role, sec in cpu.items()},
     }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU seconds a (still running) process has used, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
     """Alternate naive and ours; return median records/s, loss and the ratio."""
     rates: dict[str, list[float]] = {"naive": [], "ours": []}
     lost: dict[str, int] = {"naive": 0, "ours": 0}
+    cpu: dict[str, list[dict[str, float]]] = {"naive": [], "ours": []}
     for r in range(rounds):
         for kind in ("naive", "ours") if r % 2 == 0 else ("ours", "naive"):
             t = trial(kind, count)
             rates[kind].append(t["rate"])
             lost[kind] += int(t["lost"])
+            cpu[kind].append(t["cpu_us_per_record"])
     naive, ours = statistics.median(rates["naive"]), statistics.median(rates["ours"])
     return {
         "records_per_trial": count,
@@ -177,6 +197,10 @@ def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
         "naive_rps": [round(x) for x in rates["naive"]],
         "ours_rps": [round(x) for x in rates["ours"]],
         "lost": lost,
+        "cpu_us_per_record": {
+            kind: {role: round(statistics.median(c[role] for c in trials), 2) for role in trials[0]}
+            for kind, trials in cpu.items()
+        },
     }
 
 
@@ -191,5 +215,10 @@ def table(result: dict[str, Any]) -> str:
             f"{'ours: ZmqHandler -> broker -> ZmqListener':<52} {result['ours_median_rps']:>10,}"
             f" {result['lost']['ours']:>6}/{n}",
             f"ratio ours/naive: {result['ratio']}x",
+            "CPU µs per record (median): "
+            + "; ".join(
+                f"{kind}: " + ", ".join(f"{role} {us}" for role, us in roles.items())
+                for kind, roles in result["cpu_us_per_record"].items()
+            ),
         ]
     )

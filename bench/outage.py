@@ -9,6 +9,9 @@ absent peer up to the HWM, then the handler drops and counts. The bounds:
 * no call may take longer than the handler's send bound (``send_timeout``)
   plus a scheduling allowance, since a loaded 2-core machine can pause any
   thread for a few milliseconds.
+
+A control process runs the same loop with a ``NullHandler`` at the same time:
+its longest call shows what the machine alone does to call times.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _outage(seconds: float, results: Any) -> None:
+def _outage(seconds: float, results: Any, control: bool = False) -> None:
     import fabric
 
     endpoint = f"tcp://127.0.0.1:{_port()}"  # nothing listens here
@@ -38,9 +41,13 @@ def _outage(seconds: float, results: Any) -> None:
     logger = logging.getLogger("app.orders")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    logger.info("msg %s %d", "x", 0)  # opens the socket
     size = len(handler.prepare(logger.makeRecord(logger.name, logging.INFO, __file__, 1, "msg %s %d", ("x", 1), None)))
+    if control:  # the same loop with a NullHandler: what the machine alone does to call times
+        handler.close()
+        logger.addHandler(logging.NullHandler())
+    else:
+        logger.addHandler(handler)
+    logger.info("msg %s %d", "x", 0)  # opens the socket
     before = _rss()
     peak = before
     longest = 0.0
@@ -69,7 +76,7 @@ def _outage(seconds: float, results: Any) -> None:
         pause = 0.01 - (clock() - tick)
         if pause > 0:
             time.sleep(pause)
-    stats = dict(handler.stats)
+    stats = dict(handler.stats) if not control else {"sent": 0, "dropped": 0}
     results.put(
         {
             "seconds": seconds,
@@ -90,13 +97,23 @@ def _outage(seconds: float, results: Any) -> None:
 
 
 def run(seconds: float = 60.0) -> dict[str, Any]:
-    """Run the outage in a fresh process; return its figures and whether the bounds held."""
+    """Run the outage and the NullHandler control side by side (same window, same machine noise)."""
     mp = multiprocessing.get_context("spawn")
-    results = mp.Queue()
-    proc = mp.Process(target=_outage, args=(seconds, results), daemon=True)
-    proc.start()
-    result: dict[str, Any] = results.get(timeout=seconds + 60)
-    proc.join(10)
+    queues = {kind: mp.Queue() for kind in ("ours", "control")}
+    procs = {
+        kind: mp.Process(target=_outage, args=(seconds, q, kind == "control"), daemon=True)
+        for kind, q in queues.items()
+    }
+    for proc in procs.values():
+        proc.start()
+    got = {kind: q.get(timeout=seconds + 60) for kind, q in queues.items()}
+    for proc in procs.values():
+        proc.join(10)
+    result: dict[str, Any] = got["ours"]
+    control = got["control"]
+    result["control_nullhandler"] = {
+        k: control[k] for k in ("calls", "rss_growth_bytes", "longest_call_s", "calls_over_bound", "calls_over_1ms")
+    }
     result["memory_ok"] = result["rss_growth_bytes"] <= result["memory_bound_bytes"]
     result["calls_ok"] = result["calls_over_bound"] == 0
     return result
@@ -105,6 +122,7 @@ def run(seconds: float = 60.0) -> dict[str, Any]:
 def table(r: dict[str, Any]) -> str:
     """The P6 table as text."""
     mb = 1024 * 1024
+    c = r["control_nullhandler"]
     return "\n".join(
         [
             f"broker down for {r['seconds']:.0f} s, {r['calls']:,} calls, {r['message_bytes']} B per message, "
@@ -115,5 +133,7 @@ def table(r: dict[str, Any]) -> str:
             f" (send_timeout {r['send_timeout'] * 1000:.0f} ms + {ALLOWANCE * 1000:.0f} ms scheduling)"
             f"   {'ok' if r['calls_ok'] else str(r['calls_over_bound']) + ' calls over'}"
             f"; {r['calls_over_1ms']} calls over 1 ms",
+            f"control (same loop, NullHandler, same time): longest call {c['longest_call_s'] * 1000:.2f} ms,"
+            f" {c['calls_over_bound']} calls over the bound, {c['calls_over_1ms']} over 1 ms",
         ]
     )
