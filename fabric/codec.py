@@ -224,10 +224,54 @@ class Encoder:
         """Return the payload for ``record`` as the producer's ``seq``-th record."""
         try:
             return self._encode(record, self, seq)
-        except (UnicodeEncodeError, orjson.JSONEncodeError):
-            # Lone surrogates somewhere in the record: send a copy with them
-            # escaped rather than lose the record.
-            return self._encode(_scrubbed(record, self.formatter), self, seq)
+        except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
+            # Lone surrogates somewhere in the record, or a standard attribute
+            # of the wrong type (a filter's doing, or extra={"taskName": ...}
+            # before Python 3.12; orjson's errors are TypeErrors too): send a
+            # copy with the text escaped and the types coerced, rather than
+            # lose the record. A message whose args do not fit fails again.
+            return self._encode(_scrubbed(_coerced(record), self.formatter), self, seq)
+
+
+_TEXT_ATTRS = ("name", "levelname", "pathname", "filename", "module", "funcName", "threadName", "processName")
+_INT_ATTRS = ("levelno", "lineno", "thread", "process")
+_FLOAT_ATTRS = ("created", "msecs", "relativeCreated")
+
+
+def _as_int(value: object) -> int:
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return number if _INT64[0] <= number <= _INT64[1] else 0
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+
+
+def _coerced(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` whose standard attributes have the types the wire needs."""
+    clone: logging.LogRecord = object.__new__(logging.LogRecord)
+    attrs = dict(record.__dict__)
+    for name in _TEXT_ATTRS:
+        if not isinstance(attrs.get(name), str):
+            attrs[name] = "" if attrs.get(name) is None else _safe_str(attrs[name])
+    task = attrs.get("taskName")
+    if task is not None and not isinstance(task, str):
+        attrs["taskName"] = _safe_str(task)
+    for name in _INT_ATTRS:
+        value = attrs.get(name)
+        if type(value) is not int and not (value is None and name in ("thread", "process")):
+            attrs[name] = _as_int(value)
+    for name in _FLOAT_ATTRS:
+        if type(attrs.get(name)) is not float:
+            attrs[name] = _as_float(attrs.get(name))
+    clone.__dict__ = attrs
+    return clone
 
 
 def _scrubbed(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
@@ -388,7 +432,7 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes
     if static is None:
         if len(enc._static) >= _CACHE_LIMIT:
             enc._static.clear()
-        static = enc._static[where] = _pb_static(record, enc.identity)
+        static = enc._static[where] = _pb_static(_coerced(record), enc.identity)
     body = record.getMessage().encode()
     created = record.created
     whole = int(created)
@@ -464,7 +508,8 @@ def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
     if static is None:
         if len(enc._static) >= _CACHE_LIMIT:
             enc._static.clear()
-        static = enc._static[where] = b"".join((_JSON_HEAD, _json_level(record), b",", _json_site(record), b","))
+        typed = _coerced(record)
+        static = enc._static[where] = b"".join((_JSON_HEAD, _json_level(typed), b",", _json_site(typed), b","))
     fmt = enc.formatter
     exc_text = _exc_text(record, fmt)
     doc: dict[str, Any] = {

@@ -1038,3 +1038,48 @@ class TestLimits:
         """Limits.smallest is the smallest text cap."""
         assert Limits(message=10, traceback=20, field=30, extra_value=40).smallest == 10
         assert Limits(extra_value=5).smallest == 5
+
+
+class TestWrongTypes:
+    """Standard attributes of the wrong type (set by a filter, or extra={"taskName": ...} on 3.11)."""
+
+    @codecs
+    @pytest.mark.parametrize(
+        ("attr", "value", "expected"),
+        [
+            ("taskName", ["x"], "['x']"),
+            ("taskName", 7, "7"),
+            ("funcName", 5, "5"),
+            ("lineno", "12", 12),
+            ("lineno", "twelve", 0),
+            ("created", "x", 0.0),
+            ("thread", "t", None),
+        ],
+    )
+    def test_record_is_sent_with_the_attribute_coerced(self, codec: str, attr: str, value: Any, expected: Any) -> None:
+        """The record is not lost: the attribute arrives converted to its wire type, the message intact."""
+        record = logging.LogRecord("app", logging.INFO, "/src/app.py", 3, "hello %s", ("world",), None)
+        record.__dict__[attr] = value
+        out = roundtrip(record, codec).record
+        assert getattr(out, attr) == expected
+        assert out.getMessage() == "hello world"
+        assert record.__dict__[attr] == value  # the caller's record is left alone
+
+    @codecs
+    def test_good_records_after_a_bad_one_keep_their_own_values(self, codec: str) -> None:
+        """A coerced record does not leak its values into the encoder's cache for later records."""
+        encoder = Encoder(IDENTITY, codec)  # type: ignore[arg-type]
+        bad = logging.LogRecord("app", logging.INFO, "/src/app.py", 3, "bad", (), None)
+        bad.__dict__["taskName"] = ["x"]
+        good = logging.LogRecord("app", logging.INFO, "/src/app.py", 3, "good", (), None)
+        good.__dict__["taskName"] = "Task-1"
+        decode(encoder.encode(bad, 1))
+        out = decode(encoder.encode(good, 2)).record
+        assert out.taskName == "Task-1" and out.getMessage() == "good"
+
+    @codecs
+    def test_message_whose_args_do_not_fit_still_raises(self, codec: str) -> None:
+        """Coercion does not hide a real formatting error: the handler's handleError sees it."""
+        record = logging.LogRecord("app", logging.INFO, "/src/app.py", 3, "%d", ("x",), None)
+        with pytest.raises(TypeError):
+            Encoder(IDENTITY, codec).encode(record, 1)  # type: ignore[arg-type]
