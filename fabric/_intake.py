@@ -54,8 +54,11 @@ class Intake:
         loggers: Iterable[str] = (),
         services: Iterable[str] = (),
         limits: Limits | None = None,
+        gaps: bool = True,
     ) -> None:
         self.level = resolve_level(level)
+        self.gaps = gaps
+        """Whether sequence jumps are losses; False for a share of a load-balanced stream."""
         self.loggers = tuple(loggers) if not isinstance(loggers, str) else (loggers,)
         self.services = frozenset((services,) if isinstance(services, str) else services)
         self.limits = limits or Limits()
@@ -98,14 +101,15 @@ class Intake:
         if decoded.truncated:
             self.stats["truncated"] += decoded.truncated
         out: list[logging.LogRecord] = []
-        key = (decoded.producer_id, topic)
-        last = self._last.get(key)
-        if last is None or decoded.seq > last:
-            if last is not None and decoded.seq > last + 1:
-                out.append(self._gap(record, topic, decoded.seq - last - 1, last))
-            elif last is None and len(self._last) >= _MAX_TRACKED:
-                del self._last[next(iter(self._last))]
-            self._last[key] = decoded.seq
+        if self.gaps:
+            key = (decoded.producer_id, topic)
+            last = self._last.get(key)
+            if last is None or decoded.seq > last:
+                if last is not None and decoded.seq > last + 1:
+                    out.append(self._gap(record, topic, decoded.seq - last - 1, last))
+                elif last is None and len(self._last) >= _MAX_TRACKED:
+                    del self._last[next(iter(self._last))]
+                self._last[key] = decoded.seq
         if self._filtering and not matches(
             record.levelno, record.name, record.__dict__["service"], self.level, self.loggers, self.services
         ):

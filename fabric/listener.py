@@ -137,7 +137,9 @@ class ZmqListener(logging.handlers.QueueListener):
         self.mode = mode
         self.bind = bind
         self.dispatch = dispatch
-        self.intake = Intake(level, loggers, services, limits)
+        # A connecting PULL gets a share of a load-balanced stream (a broker's
+        # pipeline): the others' records are not losses, so no gap detection.
+        self.intake = Intake(level, loggers, services, limits, gaps=not (mode == "pull" and not bind))
         self.curve = client_keys(curve_server_key, curve_client_key)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]

@@ -57,7 +57,8 @@ def subscribe(
     """
     checked = Endpoints(_sockets.endpoint_list(endpoints), resolver, resolve_interval)
     keys = client_keys(curve_server_key, curve_client_key)
-    return Subscription(checked, Intake(level, loggers, services, limits), mode, bind, timeout, curve=keys)
+    intake = Intake(level, loggers, services, limits, gaps=not (mode == "pull" and not bind))  # see ZmqListener
+    return Subscription(checked, intake, mode, bind, timeout, curve=keys)
 
 
 class Subscription(Iterator[logging.LogRecord]):
