@@ -76,14 +76,19 @@ class Endpoints:
         self.grace = grace
         self.connected: set[str] = set()
         self.gone: dict[str, float] = {}  # address -> when it left DNS
+        self.bound: list[str] = []
+        """The endpoints bound, as the socket reports them (a ``*`` port resolved)."""
         self.next_refresh = float("inf")
 
     def attach(self, sock: zmq.Socket[bytes], bind: bool) -> None:
         """Bind or connect every endpoint; a name that does not resolve is an error now."""
         if self.names and bind:
             raise ValueError("dns+tcp:// endpoints can only be connected to, not bound")
+        self.bound = []
         for ep in self.plain:
             _sockets.attach(sock, ep, bind)
+            if bind:
+                self.bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         if self.names:
             wanted = self._resolve(strict=True) or set()
             for ep in sorted(wanted):

@@ -150,6 +150,15 @@ class ZmqListener(logging.handlers.QueueListener):
         """Counters: received, malformed, filtered, gaps, truncated, errors."""
         return self.intake.stats
 
+    @property
+    def bound(self) -> list[str]:
+        """With ``bind=True``, after :meth:`start`: the endpoints bound, ``*`` ports resolved.
+
+        ``ZmqListener("tcp://127.0.0.1:*", mode="pull", bind=True)`` binds a free
+        port; ``listener.bound[0]`` is the endpoint producers should use.
+        """
+        return list(self._endpoints.bound)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:

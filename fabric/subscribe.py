@@ -100,6 +100,11 @@ class Subscription(Iterator[logging.LogRecord]):
         """Counters: received, malformed, filtered, gaps, truncated, errors."""
         return self.intake.stats
 
+    @property
+    def bound(self) -> list[str]:
+        """With ``bind=True``: the endpoints bound, ``*`` ports resolved."""
+        return list(self._endpoints.bound)
+
     def __next__(self) -> logging.LogRecord:
         idle_since = time.monotonic()
         while not self._ready:

@@ -408,3 +408,34 @@ class TestDispatchLoggers:
 def wait_until_named(capture, name: str, timeout: float = 5.0) -> bool:
     """Wait (bounded) for a record of logger ``name`` to reach ``capture``."""
     return capture.wait_for(1, name=name, timeout=timeout)
+
+
+class TestBoundEndpoints:
+    """ZmqListener.bound and Subscription.bound: where a '*' port landed."""
+
+    def test_listener_reports_the_port_it_bound(self, make_capture):
+        """A listener bound to port '*' reports the real endpoint, and producers reach it there."""
+        capture = make_capture()
+        listener = fabric.ZmqListener("tcp://127.0.0.1:*", capture, mode="pull", bind=True)
+        assert listener.bound == []  # nothing bound before start()
+        with listener:
+            (endpoint,) = listener.bound
+            assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":*")
+            handler = fabric.ZmqHandler(endpoint, linger=1.0)
+            try:
+                handler.handle(logging.LogRecord("bound.test", logging.INFO, __file__, 1, "hi", (), None))
+                assert capture.wait_for(1, timeout=5)
+            finally:
+                handler.close()
+        assert capture.records[0].getMessage() == "hi"
+
+    def test_connecting_listener_binds_nothing(self, endpoint):
+        """A connecting listener's bound list is empty."""
+        with fabric.ZmqListener(endpoint, mode="sub") as listener:
+            assert listener.bound == []
+
+    def test_subscription_reports_the_port_it_bound(self):
+        """subscribe(bind=True) on port '*' reports the real endpoint."""
+        with fabric.subscribe("tcp://127.0.0.1:*", mode="pull", bind=True, timeout=0.1) as records:
+            (endpoint,) = records.bound
+            assert not endpoint.endswith(":*")
