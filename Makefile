@@ -37,7 +37,7 @@ proto-check: $(STAMP)
 	  { echo "fabric/_proto is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; }; \
 	  rm -rf $$tmp; echo "generated protobuf code is fresh"
 
-# Not part of `make test`: about 15 minutes, and the figures are only meaningful as ratios.
+# Not part of `make test`: about 8 minutes, and the figures are only meaningful as ratios.
 # --callgrind adds P1 in instructions per call when valgrind is installed.
 BENCH_ARGS ?= --callgrind
 bench: $(STAMP)
