@@ -720,6 +720,9 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
 
 _HEAD_UNPACK = struct.Struct("<2xQxdxd").unpack_from
 _STATIC_LIMIT = 4096
+# Blocks are attacker-controlled bytes: only ordinary-sized ones are kept, so the
+# cache stays within a few MB (a typical block is 100 to 300 bytes).
+_STATIC_MAX_BYTES = 1024
 # STATIC bytes -> (attributes without the per-record ones, producer_id)
 _STATIC_ATTRS: dict[bytes, tuple[dict[str, Any], int]] = {}
 
@@ -801,7 +804,7 @@ def _learn_static(payload: bytes) -> None:
     if parts is None:
         return
     static = payload[parts[1] : parts[2]]
-    if not static or static in _STATIC_ATTRS:
+    if not static or len(static) > _STATIC_MAX_BYTES or static in _STATIC_ATTRS:
         return
     try:
         m = _PB_FROM(static)

@@ -118,3 +118,15 @@ def test_a_block_with_an_explicit_default_is_not_cached() -> None:
     assert full.record.msg == ""
     assert decode(forged).record.msg == ""
     assert forged[body_end : tail + 2] not in codec._STATIC_ATTRS
+
+
+def test_an_oversized_block_is_not_cached() -> None:
+    """A block of repeated fields over 1 KiB is decoded fully every time, never kept in memory."""
+    enc = Encoder(IDENTITY, "protobuf")
+    record = logging.makeLogRecord({"name": "x", "msg": "m", "levelno": 20, "pathname": "/p" * 1000})
+    payload = enc.encode(record, 1)
+    _, body_end, tail, _ = codec._split_fast(payload) or pytest.fail("not our layout")
+    assert tail - body_end > codec._STATIC_MAX_BYTES
+    assert decode(payload).record.pathname == "/p" * 1000
+    assert payload[body_end:tail] not in codec._STATIC_ATTRS
+    assert codec._decode_protobuf_fast(payload, Limits()) is None
