@@ -88,7 +88,11 @@ def main() -> int:
     parser.add_argument(
         "--callgrind", action="store_true", help="also count P1's instructions per call under valgrind (minutes)"
     )
-    parser.add_argument("--out", default="docs/perf", help="where to write results.json and chart.png")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to write results.json and chart.png (default docs/perf, or build/perf-quick with --quick)",
+    )
     args = parser.parse_args()
     only = {p.strip().upper() for p in args.only.split(",") if p.strip()}
     unknown = only - set(ALL)
@@ -147,7 +151,7 @@ def main() -> int:
         value = t["value"]
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"  {'met   ' if t['met'] else 'MISSED'}  {t['target']}: {shown}")
-    out = Path(args.out)
+    out = Path(args.out or ("build/perf-quick" if quick else "docs/perf"))
     out.mkdir(parents=True, exist_ok=True)
     document = {"machine": machine, **results, "targets": checked}
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
