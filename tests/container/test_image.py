@@ -39,6 +39,34 @@ def _docker_client() -> Any:
         pytest.skip(reason)
 
 
+def _default_base_image() -> str:
+    for line in (ROOT / "deploy/Dockerfile").read_text().splitlines():
+        if line.startswith("ARG BASE_IMAGE="):
+            return line.split("=", 1)[1].strip()
+    pytest.fail("deploy/Dockerfile declares no ARG BASE_IMAGE default")
+
+
+def _base_image_available(client: Any, base: str) -> None:
+    """Pull the base image if needed; skip (fail when required) if no registry serves it."""
+    import docker
+
+    try:
+        client.images.get(base)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(base)
+    except docker.errors.APIError as exc:
+        reason = (
+            f"base image {base} is not present and cannot be pulled ({exc.explanation or exc}); "
+            "set LOGFABRIC_BASE_IMAGE to a local image (see .ci/prepare-docker)"
+        )
+        if REQUIRED:
+            pytest.fail(f"LOGFABRIC_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,6 +90,7 @@ def image() -> str:
     client = _docker_client()
     base = os.environ.get("LOGFABRIC_BASE_IMAGE")
     buildargs = {"BASE_IMAGE": base} if base else {}
+    _base_image_available(client, base or _default_base_image())
     started = time.monotonic()
     client.images.build(
         path=str(ROOT), dockerfile="deploy/Dockerfile", tag=IMAGE, buildargs=buildargs, network_mode="host", rm=True
