@@ -12,11 +12,9 @@ import itertools
 import logging
 import os
 import selectors
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,10 @@ import zmq
 import fabric
 from fabric.codec import Encoder, ProducerIdentity
 from fabric.topic import make_topic
+from tests.helpers.factories import handler_factory, listener_factory
+from tests.helpers.net import ROOT, free_port, tcp_endpoint
+from tests.helpers.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 HELPERS = Path(__file__).resolve().parent / "helpers"
 PRODUCER = HELPERS / "producer.py"
 
@@ -36,29 +36,6 @@ _names = itertools.count()
 
 
 # --------------------------------------------------------------------------- plain helpers
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tcp_endpoint() -> str:
-    """Return a fresh ``tcp://127.0.0.1:PORT`` endpoint."""
-    return f"tcp://127.0.0.1:{free_port()}"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -158,35 +135,15 @@ def make_logger() -> Iterator[Callable[..., logging.Logger]]:
 @pytest.fixture
 def make_handler() -> Iterator[Callable[..., fabric.ZmqHandler]]:
     """A factory of ZmqHandlers, all closed at teardown (linger bounded)."""
-    made: list[fabric.ZmqHandler] = []
-
-    def make(endpoint: str, **options: Any) -> fabric.ZmqHandler:
-        options.setdefault("service", "test-svc")
-        handler = fabric.ZmqHandler(endpoint, **options)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.linger = min(handler.linger, 1.0)
-        handler.close()
+    with handler_factory("test-svc") as make:
+        yield make
 
 
 @pytest.fixture
 def make_listener() -> Iterator[Callable[..., fabric.ZmqListener]]:
     """A factory of started ZmqListeners, all stopped at teardown."""
-    made: list[fabric.ZmqListener] = []
-
-    def make(endpoints: str | list[str], *handlers: logging.Handler, start: bool = True, **options: Any) -> Any:
-        listener = fabric.ZmqListener(endpoints, *handlers, **options)
-        made.append(listener)
-        if start:
-            listener.start()
-        return listener
-
-    yield make
-    for listener in made:
-        listener.stop()
+    with listener_factory() as make:
+        yield make
 
 
 @pytest.fixture
