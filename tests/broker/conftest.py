@@ -9,13 +9,9 @@ Names carry a ``broker_`` prefix so they never clash with ``tests/conftest.py``.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
-import os
 import queue
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,12 +24,13 @@ from typing import Any
 
 import pytest
 import zmq
-from prometheus_client.parser import text_string_to_metric_families
 
 import fabric
 from broker import Broker
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.broker import BrokerProc, Metrics, embedded_brokers
+from tests.helpers.factories import handler_factory, listener_factory, zmq_context
+from tests.helpers.net import ROOT, child_env, free_ports, host_port, http_get
+from tests.helpers.waiting import wait_until
 
 #: The logger name of synchronisation probes; tests count records without them.
 PROBE = "probe"
@@ -82,81 +79,9 @@ handler.close()
 # --------------------------------------------------------------------------- plain helpers
 
 
-def broker_free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
-    held = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [int(s.getsockname()[1]) for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
 def broker_wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
-
-
-def broker_env(**extra: str) -> dict[str, str]:
-    """An environment for child processes: this checkout importable, no LOGFABRIC_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFABRIC_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def host_port(endpoint: str) -> tuple[str, int]:
-    """Split ``tcp://HOST:PORT`` or ``HOST:PORT``."""
-    rest = endpoint.split("://", 1)[-1]
-    host, _, port = rest.rpartition(":")
-    return host, int(port)
-
-
-def http_get(address: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
-    """GET ``path`` from ``HOST:PORT``; return (status, body)."""
-    host, port = host_port(address)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
-
-
-class Metrics:
-    """Parsed Prometheus text: look samples up by name and labels."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.samples: list[tuple[str, dict[str, str], float]] = [
-            (s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples
-        ]
-
-    def get(self, name: str, **labels: str) -> float | None:
-        """The value of the one sample ``name`` whose labels include ``labels``, else None."""
-        found = [v for n, lab, v in self.samples if n == name and labels.items() <= lab.items()]
-        assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
-        return found[0] if found else None
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of every sample ``name`` whose labels include ``labels`` (0 if none)."""
-        return sum(v for n, lab, v in self.samples if n == name and labels.items() <= lab.items())
-
-    def labels(self, name: str) -> list[dict[str, str]]:
-        """The label sets of every sample ``name``."""
-        return [lab for n, lab, _ in self.samples if n == name]
+    """:func:`wait_until` with the broker tests' defaults (10 s, polling every 20 ms)."""
+    return wait_until(predicate, timeout, interval)
 
 
 def probe_until_seen(
@@ -249,101 +174,6 @@ class BrokerCapture(logging.Handler):
 # --------------------------------------------------------------------------- subprocesses
 
 
-class BrokerProcess:
-    """``python -m broker`` on 127.0.0.1 ports chosen here; stderr goes to a file."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *extra: str,
-        pipeline: bool = False,
-        upstream: tuple[str, ...] | list[str] = (),
-        ports: list[int] | None = None,
-    ) -> None:
-        ports = ports or broker_free_ports(5)
-        self.ports = ports
-        self.pub_ingest = f"tcp://127.0.0.1:{ports[0]}"
-        self.push_ingest = f"tcp://127.0.0.1:{ports[1]}"
-        self.egress = f"tcp://127.0.0.1:{ports[2]}"
-        self.http = f"127.0.0.1:{ports[3]}"
-        self.pipeline = f"tcp://127.0.0.1:{ports[4]}" if pipeline else None
-        args = [
-            "--pub-ingest",
-            self.pub_ingest,
-            "--push-ingest",
-            self.push_ingest,
-            "--egress",
-            self.egress,
-            "--http",
-            self.http,
-        ]
-        if self.pipeline:
-            args += ["--pipeline", self.pipeline]
-        for ep in upstream:
-            args += ["--upstream", ep]
-        args += list(extra)
-        self.args = [sys.executable, "-m", "broker", *args]
-        self.stderr_path = workdir / f"broker-{ports[3]}-{time.monotonic_ns()}.stderr"
-        self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.args,
-            cwd=ROOT,
-            env=broker_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-        )
-
-    def stderr(self) -> str:
-        """What the broker logged so far."""
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def get(self, path: str) -> tuple[int, str]:
-        return http_get(self.http, path)
-
-    def metrics(self) -> Metrics:
-        status, body = self.get("/metrics")
-        assert status == 200, f"/metrics answered {status}: {body[:200]}"
-        return Metrics(body)
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Wait (bounded) until /readyz answers 200; fail with the broker's stderr otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"broker exited {self.proc.returncode} before it was ready:\n{self.stderr()}")
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"broker not ready within {timeout} s:\n{self.stderr()}")
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        """Wait (bounded) for the broker to exit; fail with its stderr if it does not."""
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"broker did not exit within {timeout} s:\n{self.stderr()}")
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):  # a kill cannot be ignored
-            self.proc.wait(10)
-        self._stderr.close()
-
-
 class ProducerProcess:
     """A producer subprocess running :data:`PRODUCER_SCRIPT`; stdout lines are read in a thread."""
 
@@ -352,7 +182,7 @@ class ProducerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", PRODUCER_SCRIPT, json.dumps(spec)],
             cwd=ROOT,
-            env=broker_env(),
+            env=child_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -413,12 +243,12 @@ def broker_tools() -> SimpleNamespace:
     return SimpleNamespace(
         PROBE=PROBE,
         BrokerCapture=BrokerCapture,
-        BrokerProcess=BrokerProcess,
+        BrokerProcess=BrokerProc,
         ProducerProcess=ProducerProcess,
         Metrics=Metrics,
         emit=emit,
-        env=broker_env,
-        free_ports=broker_free_ports,
+        env=child_env,
+        free_ports=free_ports,
         host_port=host_port,
         http_get=http_get,
         is_probe=is_probe,
@@ -429,12 +259,12 @@ def broker_tools() -> SimpleNamespace:
 
 
 @pytest.fixture
-def broker_process(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess]]:
+def broker_process(tmp_path: Path) -> Iterator[Callable[..., BrokerProc]]:
     """Start ``python -m broker`` subprocesses (ready before returned); all killed at teardown."""
-    started: list[BrokerProcess] = []
+    started: list[BrokerProc] = []
 
-    def start(*extra: str, wait: bool = True, **options: Any) -> BrokerProcess:
-        proc = BrokerProcess(tmp_path, *extra, **options)
+    def start(*extra: str, wait: bool = True, **options: Any) -> BrokerProc:
+        proc = BrokerProc(tmp_path, *extra, **options).start()
         started.append(proc)
         if wait:
             proc.wait_ready()
@@ -463,64 +293,34 @@ def broker_producer() -> Iterator[Callable[..., ProducerProcess]]:
 @pytest.fixture
 def broker_handler() -> Iterator[Callable[..., fabric.ZmqHandler]]:
     """In-process ZmqHandlers; all closed at teardown (linger at most 1 s)."""
-    made: list[fabric.ZmqHandler] = []
-
-    def make(endpoint: str, **options: Any) -> fabric.ZmqHandler:
-        options.setdefault("service", "inproc")
-        options.setdefault("linger", 1.0)
-        handler = fabric.ZmqHandler(endpoint, **options)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.linger = min(handler.linger, 1.0)
-        handler.close()
+    with handler_factory("inproc", linger=1.0, max_linger=1.0) as make:
+        yield make
 
 
 @pytest.fixture
 def broker_listener() -> Iterator[Callable[..., tuple[fabric.ZmqListener, BrokerCapture]]]:
     """Started ZmqListeners, each with its own counting handler; all stopped at teardown."""
-    made: list[fabric.ZmqListener] = []
+    with listener_factory() as start_listener:
 
-    def make(endpoints: str | list[str], **options: Any) -> tuple[fabric.ZmqListener, BrokerCapture]:
-        capture = BrokerCapture()
-        listener = fabric.ZmqListener(endpoints, capture, **options)
-        listener.start()
-        made.append(listener)
-        return listener, capture
+        def make(endpoints: str | list[str], **options: Any) -> tuple[fabric.ZmqListener, BrokerCapture]:
+            capture = BrokerCapture()
+            return start_listener(endpoints, capture, **options), capture
 
-    yield make
-    for listener in made:
-        listener.stop()
+        yield make
 
 
 @pytest.fixture
 def broker_zmq() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     """A zmq context for raw sockets; every socket closed with linger 0 at teardown."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
+    with zmq_context() as ctx:
+        yield ctx
 
 
 @pytest.fixture
 def broker_embedded() -> Iterator[Callable[..., Broker]]:
     """Started in-process Brokers on 127.0.0.1 ``*`` ports (HTTP on port 0); stopped at teardown."""
-    made: list[Broker] = []
-
-    def make(**overrides: Any) -> Broker:
-        overrides.setdefault("pub_ingest", "tcp://127.0.0.1:*")
-        overrides.setdefault("push_ingest", "tcp://127.0.0.1:*")
-        overrides.setdefault("egress", "tcp://127.0.0.1:*")
-        overrides.setdefault("http", "127.0.0.1:0")
-        overrides.setdefault("drain_timeout", 2.0)
-        broker = Broker(**overrides)
-        made.append(broker)
-        return broker.start()
-
-    yield make
-    for broker in made:
-        broker.stop(drain_timeout=0.5)
+    with embedded_brokers(stop_drain=0.5, drain_timeout=2.0) as make:
+        yield make
 
 
 #: What each producer of :func:`broker_routed` logs: (logger, level, count).
@@ -539,7 +339,7 @@ def broker_routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNa
     and ``publisher``) each log :data:`ROUTED_PLAN`. Everything stays connected
     until the module ends.
     """
-    broker = BrokerProcess(tmp_path_factory.mktemp("routed"))
+    broker = BrokerProc(tmp_path_factory.mktemp("routed")).start()
     listeners: list[fabric.ZmqListener] = []
     probe_handler: fabric.ZmqHandler | None = None
     producers: list[ProducerProcess] = []
