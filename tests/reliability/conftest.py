@@ -13,14 +13,12 @@ figures" section at the end of the run, so the figures can be quoted.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,8 +32,12 @@ import pytest
 import zmq
 
 import fabric
+from tests.helpers import waiting
+from tests.helpers.broker import BrokerProc
+from tests.helpers.factories import handler_factory, listener_factory, zmq_context
+from tests.helpers.net import ROOT, child_env, free_ports, host_port, http_get, tcp_endpoint
+from tests.helpers.wire import Wire
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 _FIGURES: list[str] = []
@@ -67,152 +69,12 @@ def rel_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
 # --------------------------------------------------------------------------- plain helpers
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
-    held = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [int(s.getsockname()[1]) for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
-
-
-def child_env() -> dict[str, str]:
-    """An environment for subprocesses: this checkout importable, no LOGFABRIC_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFABRIC_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def host_port(endpoint: str) -> tuple[str, int]:
-    """Split ``tcp://HOST:PORT`` or ``HOST:PORT``."""
-    host, _, port = endpoint.split("://", 1)[-1].rpartition(":")
-    return host, int(port)
-
-
-def http_get(address: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
-    """GET ``path`` from ``HOST:PORT``; return (status, body)."""
-    host, port = host_port(address)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
+    """:func:`tests.helpers.waiting.wait_until` with this suite's defaults (10 s, polling every 20 ms)."""
+    return waiting.wait_until(predicate, timeout, interval)
 
 
 # --------------------------------------------------------------------------- subprocesses
-
-
-class BrokerProc:
-    """``python -m broker`` bound to 127.0.0.1 ports; stderr kept in a file. Restartable on the same ports."""
-
-    def __init__(self, workdir: Path, *extra: str, ports: list[int] | None = None) -> None:
-        self.workdir = workdir
-        self.extra = extra
-        self.ports = ports or free_ports(4)
-        self.pub_ingest = f"tcp://127.0.0.1:{self.ports[0]}"
-        self.push_ingest = f"tcp://127.0.0.1:{self.ports[1]}"
-        self.egress = f"tcp://127.0.0.1:{self.ports[2]}"
-        self.http = f"127.0.0.1:{self.ports[3]}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stderr_path = workdir / "unused"
-        self._stderr: Any = None
-        self.generation = 0
-
-    def start(self) -> BrokerProc:
-        """Start (or restart) the broker process on this object's ports."""
-        self.generation += 1
-        self.stderr_path = self.workdir / f"broker-{self.ports[3]}-{self.generation}.stderr"
-        self._stderr = self.stderr_path.open("wb")
-        args = [
-            *("--pub-ingest", self.pub_ingest, "--push-ingest", self.push_ingest),
-            *("--egress", self.egress, "--http", self.http),
-            *self.extra,
-        ]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", *args],
-            cwd=ROOT,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stderr(self) -> str:
-        """What the current broker process logged so far."""
-        if self._stderr is not None:
-            self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def get(self, path: str, timeout: float = 3.0) -> tuple[int, str]:
-        return http_get(self.http, path, timeout)
-
-    def wait_ready(self, timeout: float = 20.0) -> BrokerProc:
-        """Wait (bounded) until /readyz answers 200; fail with the broker's stderr otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"broker exited {self.proc.returncode} before it was ready:\n{self.stderr()}")
-            with contextlib.suppress(OSError):
-                if self.get("/readyz", timeout=1.0)[0] == 200:
-                    return self
-            time.sleep(0.05)
-        pytest.fail(f"broker not ready within {timeout} s:\n{self.stderr()}")
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        """Wait (bounded) for the broker to exit; fail with its stderr if it does not."""
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"broker did not exit within {timeout} s:\n{self.stderr()}")
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL (a stopped process too) and reap."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-        if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 class ProducerProc:
@@ -432,50 +294,33 @@ def rel_producer() -> Iterator[Callable[..., ProducerProc]]:
 @pytest.fixture
 def rel_listener() -> Iterator[Callable[..., tuple[fabric.ZmqListener, Ledger]]]:
     """Started ZmqListeners, each with its own :class:`Ledger`; all stopped at teardown."""
-    made: list[fabric.ZmqListener] = []
+    with listener_factory() as start_listener:
 
-    def make(endpoints: str | list[str], *handlers: logging.Handler, **options: Any) -> Any:
-        ledger = Ledger()
-        listener = fabric.ZmqListener(endpoints, ledger, *handlers, **options)
-        listener.start()
-        made.append(listener)
-        return listener, ledger
+        def make(endpoints: str | list[str], *handlers: logging.Handler, **options: Any) -> Any:
+            ledger = Ledger()
+            return start_listener(endpoints, ledger, *handlers, **options), ledger
 
-    yield make
-    for listener in made:
-        listener.stop()
+        yield make
 
 
 @pytest.fixture
 def rel_handler() -> Iterator[Callable[..., fabric.ZmqHandler]]:
     """In-process ZmqHandlers (probes); all closed at teardown with a short linger."""
-    made: list[fabric.ZmqHandler] = []
-
-    def make(endpoint: str, **options: Any) -> fabric.ZmqHandler:
-        options.setdefault("service", "rel-probe")
-        options.setdefault("linger", 0.5)
-        handler = fabric.ZmqHandler(endpoint, **options)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.linger = min(handler.linger, 0.5)
-        handler.close()
+    with handler_factory("rel-probe", linger=0.5, max_linger=0.5) as make:
+        yield make
 
 
 @pytest.fixture
 def rel_zmq() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     """A zmq context for raw sockets; every socket closed with linger 0 at teardown."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
+    with zmq_context() as ctx:
+        yield ctx
 
 
 @pytest.fixture
 def rel_tcp_endpoint() -> str:
     """A fresh ``tcp://127.0.0.1:PORT``."""
-    return f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    return tcp_endpoint()
 
 
 @pytest.fixture(scope="session")
@@ -497,52 +342,7 @@ def rel() -> Any:
     )
 
 
-class Wire:
-    """Builds raw messages in whatever frame layout real producers use right now.
-
-    It captures one real message from a real ``ZmqHandler`` and finds where its
-    payload starts (the first offset of the last frame that ``fabric.decode``
-    accepts). :meth:`message` then wraps any payload, valid or not, exactly as
-    that producer would have: the same leading frames and the same bytes
-    before the payload. The poisoned-input tests therefore follow a change of
-    framing without being rewritten.
-    """
-
-    def __init__(self, leading: list[bytes], prefix: bytes) -> None:
-        self.leading = leading
-        self.prefix = prefix
-
-    @classmethod
-    def learn(cls) -> Wire:
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        pull = ctx.socket(zmq.PULL)
-        pull.setsockopt(zmq.LINGER, 0)
-        port = pull.bind_to_random_port("tcp://127.0.0.1")
-        handler = fabric.ZmqHandler(f"tcp://127.0.0.1:{port}", service="wire", linger=0.5)
-        try:
-            handler.handle(logging.LogRecord("rel.wire", logging.INFO, __file__, 1, "template", (), None))
-            if not pull.poll(10_000):
-                raise RuntimeError("no message from a real handler within 10 s")
-            frames = pull.recv_multipart()
-        finally:
-            handler.close()
-            pull.close(linger=0)
-            ctx.term()
-        last = frames[-1]
-        for start in range(len(last)):
-            try:
-                fabric.decode(last[start:])
-            except fabric.MalformedRecord:
-                continue
-            return cls(frames[:-1], last[:start])
-        raise RuntimeError(f"no payload found in a real message: {frames!r}")
-
-    def message(self, payload: bytes) -> list[bytes]:
-        """``payload`` framed as a real producer frames its payloads."""
-        return [*self.leading, self.prefix + payload]
-
-
 @pytest.fixture(scope="session")
 def rel_wire() -> Wire:
-    """The current frame layout, learnt from a real handler (see :class:`Wire`)."""
-    return Wire.learn()
+    """The current frame layout, learnt from a real handler (see :class:`tests.helpers.wire.Wire`)."""
+    return Wire.learn(service="wire", name="rel.wire")
