@@ -9,7 +9,6 @@ fixtures of ``tests/conftest.py``.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import fabric
 from broker import Broker
 from fabric.curve import generate
+from tests.helpers.broker import Metrics, embedded_brokers
+from tests.helpers.net import http_get
+from tests.helpers.waiting import wait_until
 
 #: Logger name of synchronisation probes.
 PROBE = "sec.probe"
@@ -92,53 +93,26 @@ def curve_keys(tmp_path: Path) -> KeySet:
 @pytest.fixture
 def curve_broker(curve_keys: KeySet) -> Iterator[Callable[..., Broker]]:
     """Start embedded brokers with CURVE on (127.0.0.1 ``*`` ports, HTTP on port 0); stopped at teardown."""
-    made: list[Broker] = []
-
-    def make(**overrides: Any) -> Broker:
-        overrides.setdefault("pub_ingest", "tcp://127.0.0.1:*")
-        overrides.setdefault("push_ingest", "tcp://127.0.0.1:*")
-        overrides.setdefault("egress", "tcp://127.0.0.1:*")
-        overrides.setdefault("http", "127.0.0.1:0")
-        overrides.setdefault("drain_timeout", 1.0)
-        overrides.setdefault("curve_secret_key", str(curve_keys.broker_secret))
-        overrides.setdefault("curve_producers", str(curve_keys.producers))
-        overrides.setdefault("curve_subscribers", str(curve_keys.subscribers))
-        broker = Broker(**overrides)
-        made.append(broker)
-        return broker.start()
-
-    yield make
-    for broker in made:
-        broker.stop(drain_timeout=0.3)
+    with embedded_brokers(
+        stop_drain=0.3,
+        drain_timeout=1.0,
+        curve_secret_key=str(curve_keys.broker_secret),
+        curve_producers=str(curve_keys.producers),
+        curve_subscribers=str(curve_keys.subscribers),
+    ) as make:
+        yield make
 
 
 def sec_wait(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
+    """:func:`wait_until` with the security tests' defaults (10 s, polling every 20 ms)."""
+    return wait_until(predicate, timeout, interval)
 
 
 def metrics(broker: Broker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The broker's /metrics as {(sample name, sorted labels): value}."""
-    host, _, port = broker.endpoints["http"].rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        conn.request("GET", "/metrics")
-        response = conn.getresponse()
-        body = response.read().decode()
-        assert response.status == 200, body[:200]
-    finally:
-        conn.close()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body)
-        for s in family.samples
-    }
+    status, body = http_get(broker.endpoints["http"], "/metrics", timeout=5)
+    assert status == 200, body[:200]
+    return {(name, tuple(sorted(labels.items()))): value for name, labels, value in Metrics(body).samples}
 
 
 def refused(broker: Broker, socket: str, reason: str) -> float:
