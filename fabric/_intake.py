@@ -79,19 +79,16 @@ class Intake:
 
         Malformed messages yield nothing and are counted; nothing raises.
         """
-        if len(frames) == 1:
-            # topic NUL payload (fabric.topic.split_message, inlined: this runs per record)
-            frame = frames[0]
-            end = frame.find(b"\x00", frame.find(b"\x00") + 1)
-            if end < 0:
-                self._malformed("no topic delimiter: expected one frame, topic NUL payload")
-                return []
-            topic, payload = frame[:end], frame[end + 1 :]
-        elif len(frames) == 2:
-            topic, payload = frames  # the earlier two-frame layout, [topic, payload]
-        else:
-            self._malformed(f"expected 1 frame (topic NUL payload) or 2 (topic, payload), got {len(frames)}")
+        if len(frames) != 1:
+            self._malformed(f"expected 1 frame (topic NUL payload), got {len(frames)}")
             return []
+        # topic NUL payload (fabric.topic.split_message, inlined: this runs per record)
+        frame = frames[0]
+        end = frame.find(b"\x00", frame.find(b"\x00") + 1)
+        if end < 0:
+            self._malformed("no topic delimiter: expected one frame, topic NUL payload")
+            return []
+        topic, payload = frame[:end], frame[end + 1 :]
         try:
             decoded = decode(payload, self.limits)
         except MalformedRecord as exc:

@@ -24,7 +24,7 @@ import zmq
 
 import fabric
 from fabric.codec import Encoder, ProducerIdentity
-from fabric.topic import make_topic
+from fabric.topic import join_message, make_topic
 from tests.helpers.factories import handler_factory, listener_factory
 from tests.helpers.net import ROOT, free_port, tcp_endpoint
 from tests.helpers.waiting import wait_until
@@ -320,10 +320,12 @@ class Craft:
 
     @classmethod
     def frames(cls, record: logging.LogRecord, seq: int, codec: str = "protobuf") -> list[bytes]:
-        """The [topic, payload] message this identity sends as its ``seq``-th record on the record's topic."""
+        """The one-frame message (topic NUL payload) this identity sends as its ``seq``-th record on its topic."""
         return [
-            make_topic(record.levelno, record.name, cls.identity.service),
-            Encoder(cls.identity, codec).encode(record, seq),  # type: ignore[arg-type]
+            join_message(
+                make_topic(record.levelno, record.name, cls.identity.service),
+                Encoder(cls.identity, codec).encode(record, seq),  # type: ignore[arg-type]
+            )
         ]
 
 

@@ -13,7 +13,7 @@ import zmq
 
 import fabric
 from fabric.codec import Encoder
-from fabric.topic import split_message, subscriptions
+from fabric.topic import join_message, split_message, subscriptions
 
 
 def json_doc(craft, **changes: object) -> dict[str, object]:
@@ -21,6 +21,11 @@ def json_doc(craft, **changes: object) -> dict[str, object]:
     doc = orjson.loads(Encoder(craft.identity, "json").encode(craft.record("raw.json", "valid"), 1))
     doc.update(changes)
     return doc
+
+
+def one_frame(payload: bytes) -> list[bytes]:
+    """A well-formed one-frame message around ``payload`` (topic NUL payload)."""
+    return [join_message(b"2raw.poison\x00raw-svc", payload)]
 
 
 class TestMalformed:
@@ -34,25 +39,26 @@ class TestMalformed:
         bomb_text = "%(message)s %s %d %(asctime)s {0} {message} " * 2000
         poison = [
             [b"\xff" + os.urandom(64)],  # random bytes, one frame
-            [b"1raw.good\x00raw-svc"],  # a single-frame message
+            [b"1raw.good\x00raw-svc"],  # a topic and no payload
             [b"topic"],
-            [good[0], good[1], b"third"],  # three frames
-            [b"topic", b"\xff" + os.urandom(200)],  # random payload, unknown codec tag
-            [b"topic", b""],  # empty payload
-            [b"topic", b"\x01\xff\xff\xff\xff"],  # truncated protobuf
-            [b"topic", b"{not json"],
-            [b"topic", orjson.dumps(json_doc(craft, levelno="50"))],  # a level that is a string
-            [b"topic", orjson.dumps(json_doc(craft, attributes={"getMessage": "boom"}))],  # shadows a method
-            [b"topic", orjson.dumps(json_doc(craft, getMessage="boom"))],  # top-level shadowing key
-            [b"topic", orjson.dumps(json_doc(craft, attributes={"__class__": "x"}))],
-            [b"topic", orjson.dumps(json_doc(craft, v=2))],  # unknown version
-            [b"topic", orjson.dumps([1, 2, 3])],
+            [good[0], good[0], b"third"],  # three frames
+            [b"2raw.good\x00raw-svc", good[0]],  # two frames
+            one_frame(b"\xff" + os.urandom(200)),  # random payload, unknown codec tag
+            one_frame(b""),  # empty payload
+            one_frame(b"\x01\xff\xff\xff\xff"),  # truncated protobuf
+            one_frame(b"{not json"),
+            one_frame(orjson.dumps(json_doc(craft, levelno="50"))),  # a level that is a string
+            one_frame(orjson.dumps(json_doc(craft, attributes={"getMessage": "boom"}))),  # shadows a method
+            one_frame(orjson.dumps(json_doc(craft, getMessage="boom"))),  # top-level shadowing key
+            one_frame(orjson.dumps(json_doc(craft, attributes={"__class__": "x"}))),
+            one_frame(orjson.dumps(json_doc(craft, v=2))),  # unknown version
+            one_frame(orjson.dumps([1, 2, 3])),
         ]
         for message in poison:
             sock.send_multipart(message)
         bomb = craft.frames(craft.record("raw.bomb", bomb_text), 1)
         sock.send_multipart(bomb)
-        sock.send_multipart([b"topic", orjson.dumps(json_doc(craft))])  # the unpoisoned document is fine
+        sock.send_multipart(one_frame(orjson.dumps(json_doc(craft))))  # the unpoisoned document is fine
         for i in range(1, 4):
             sock.send_multipart(craft.frames(craft.record("raw.good", f"good {i}"), i))
 

@@ -31,18 +31,18 @@ def test_a_frame_without_two_nuls_is_not_a_message(frame: bytes) -> None:
         split_message(frame)
 
 
-def test_intake_counts_a_frame_without_delimiter_as_malformed_and_reads_both_layouts() -> None:
-    """One frame (topic NUL payload) and the two-frame layout decode alike; other shapes are malformed."""
+def test_intake_reads_one_frame_and_counts_other_shapes_as_malformed() -> None:
+    """One frame (topic NUL payload) decodes; no delimiter, or several frames, is malformed."""
     record = logging.makeLogRecord({"name": "app.db", "msg": "hello", "levelno": 20, "levelname": "INFO"})
     topic = make_topic(20, "app.db", IDENTITY.service)
     enc = Encoder(IDENTITY)
     intake = Intake()
     one = intake.receive([join_message(topic, enc.encode(record, 1))])
-    two = intake.receive([topic, enc.encode(record, 2)])
-    assert [r.msg for r in one + two] == ["hello", "hello"]
+    assert [r.msg for r in one] == ["hello"]
     assert intake.receive([b"2app.db\x00svc"]) == []
+    assert intake.receive([topic, enc.encode(record, 2)]) == []
     assert intake.receive([topic, b"\x01", b"extra"]) == []
-    assert intake.stats["malformed"] == 2 and intake.stats["received"] == 2
+    assert intake.stats["malformed"] == 3 and intake.stats["received"] == 1
 
 
 def test_sub_prefixes_filter_one_frame_messages() -> None:

@@ -101,9 +101,9 @@ class TestSubscribe:
         """Garbage frames are counted as malformed and the next valid record is yielded."""
         sub = make_subscription(endpoint, mode="pull", bind=True, timeout=5.0)
         sock = raw_push(endpoint)
-        sock.send_multipart([b"only one frame"])
-        sock.send_multipart([b"t", b"\xffgarbage"])
-        sock.send_multipart([b"t", b"{}", b"three"])
+        sock.send_multipart([b"no topic delimiter"])
+        sock.send_multipart([b"2t\x00svc\x00\xffgarbage"])  # one frame, unknown codec tag
+        sock.send_multipart([b"2t\x00svc\x00{}", b"two frames"])
         sock.send_multipart(craft.frames(craft.record("raw.ok", "fine"), 1))
         assert next(sub).msg == "fine"
         assert sub.stats["malformed"] == 3
