@@ -30,7 +30,7 @@ from broker import Broker
 from tests.helpers.broker import BrokerProc, Metrics, embedded_brokers
 from tests.helpers.factories import handler_factory, listener_factory, zmq_context
 from tests.helpers.net import ROOT, child_env, free_ports, host_port, http_get
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import send_until, wait_quiet, wait_until
 
 #: The logger name of synchronisation probes; tests count records without them.
 PROBE = "probe"
@@ -96,35 +96,21 @@ def probe_until_seen(
     This is how a test knows that subscriptions have travelled all the way
     from its subscribers through the broker(s) before it starts counting.
     """
-    sent = 0
-    deadline = time.monotonic() + timeout
     before = [c.count(name) for c in captures]
 
     def arrived() -> list[bool]:
         return [c.count(name) > n for c, n in zip(captures, before, strict=True)]
 
-    while True:
-        emit(handler, name, level, "probe %d", sent)
-        sent += 1
-        if broker_wait_until(lambda: all(arrived()), timeout=0.1, interval=0.01):
-            return sent
-        if time.monotonic() > deadline:
-            missing = [i for i, ok in enumerate(arrived()) if not ok]
-            pytest.fail(f"probe {name!r} never reached subscriber(s) {missing} within {timeout} s")
+    sent = send_until(lambda n: emit(handler, name, level, "probe %d", n), lambda: all(arrived()), timeout)
+    if sent is None:
+        missing = [i for i, ok in enumerate(arrived()) if not ok]
+        pytest.fail(f"probe {name!r} never reached subscriber(s) {missing} within {timeout} s")
+    return sent
 
 
 def settle(captures: list[BrokerCapture], quiet: float = 0.5, timeout: float = 15.0) -> None:
     """Wait (bounded) until no capture has received anything for ``quiet`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = [c.count() for c in captures]
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = [c.count() for c in captures]
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
+    wait_quiet(lambda: [c.count() for c in captures], quiet, timeout)
 
 
 def is_probe(name: str) -> bool:

@@ -15,3 +15,36 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval)
+
+
+def wait_quiet(measure: Callable[[], object], quiet: float = 0.5, timeout: float = 15.0) -> bool:
+    """Wait (bounded) until ``measure()`` has not changed for ``quiet`` seconds; return whether it settled."""
+    deadline = time.monotonic() + timeout
+    last = measure()
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = measure()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    return False
+
+
+def send_until(send: Callable[[int], object], arrived: Callable[[], object], timeout: float = 10.0) -> int | None:
+    """Call ``send(0)``, ``send(1)``, ... until ``arrived()`` holds; return how many were sent (None at timeout).
+
+    After each send ``arrived()`` is polled for 0.1 s. This is how a test knows
+    that subscriptions have travelled all the way to a publisher before it
+    starts counting.
+    """
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while True:
+        send(sent)
+        sent += 1
+        if wait_until(arrived, timeout=0.1, interval=0.01):
+            return sent
+        if time.monotonic() > deadline:
+            return None

@@ -222,30 +222,22 @@ class Ledger(logging.Handler):
 
 def settle(ledgers: list[Ledger], quiet: float = 0.5, timeout: float = 20.0) -> None:
     """Wait (bounded) until no ledger has grown for ``quiet`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = [len(ledger.names) + ledger.count() for ledger in ledgers]
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = [len(ledger.names) + ledger.count() for ledger in ledgers]
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
+    waiting.wait_quiet(lambda: [len(ledger.names) + ledger.count() for ledger in ledgers], quiet, timeout)
 
 
 def probe(handler: fabric.ZmqHandler, ledgers: list[Ledger], name: str = "rel.probe", timeout: float = 10.0) -> int:
     """Send probe records until every ledger got a new one (subscriptions have travelled); return how many."""
     before = [ledger.count(name) for ledger in ledgers]
-    deadline = time.monotonic() + timeout
-    sent = 0
-    while True:
-        handler.handle(logging.LogRecord(name, logging.ERROR, __file__, 1, "probe %d", (sent,), None))
-        sent += 1
-        if wait_until(lambda: all(lg.count(name) > n for lg, n in zip(ledgers, before, strict=True)), 0.1, 0.01):
-            return sent
-        if time.monotonic() > deadline:
-            pytest.fail(f"probes never reached every subscriber within {timeout} s")
+
+    def send(n: int) -> None:
+        handler.handle(logging.LogRecord(name, logging.ERROR, __file__, 1, "probe %d", (n,), None))
+
+    sent = waiting.send_until(
+        send, lambda: all(lg.count(name) > n for lg, n in zip(ledgers, before, strict=True)), timeout
+    )
+    if sent is None:
+        pytest.fail(f"probes never reached every subscriber within {timeout} s")
+    return sent
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -10,7 +10,6 @@ fixtures of ``tests/conftest.py``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from broker import Broker
 from fabric.curve import generate
 from tests.helpers.broker import Metrics, embedded_brokers
 from tests.helpers.net import http_get
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import send_until, wait_until
 
 #: Logger name of synchronisation probes.
 PROBE = "sec.probe"
@@ -134,14 +133,8 @@ def emit(handler: logging.Handler, name: str, msg: str, level: int = logging.ERR
 def probe(handler: fabric.ZmqHandler, seen: Callable[[], int], timeout: float = 10.0) -> None:
     """Send probe records through ``handler`` until ``seen()`` (probes received) grows; fail after ``timeout``."""
     before = seen()
-    deadline = time.monotonic() + timeout
-    n = 0
-    while time.monotonic() < deadline:
-        emit(handler, PROBE, f"probe {n}")
-        n += 1
-        if sec_wait(lambda: seen() > before, timeout=0.1, interval=0.01):
-            return
-    pytest.fail(f"no probe arrived within {timeout} s")
+    if send_until(lambda n: emit(handler, PROBE, f"probe {n}"), lambda: seen() > before, timeout) is None:
+        pytest.fail(f"no probe arrived within {timeout} s")
 
 
 @pytest.fixture(scope="session")
