@@ -28,7 +28,7 @@ import zmq
 import fabric
 from broker import Broker
 from tests.helpers.broker import BrokerProc, Metrics, embedded_brokers
-from tests.helpers.factories import handler_factory, listener_factory, zmq_context
+from tests.helpers.factories import counted_listener_factory, handler_factory, zmq_context
 from tests.helpers.net import ROOT, child_env, free_ports, host_port, http_get
 from tests.helpers.waiting import send_until, wait_quiet, wait_until
 
@@ -286,12 +286,7 @@ def broker_handler() -> Iterator[Callable[..., fabric.ZmqHandler]]:
 @pytest.fixture
 def broker_listener() -> Iterator[Callable[..., tuple[fabric.ZmqListener, BrokerCapture]]]:
     """Started ZmqListeners, each with its own counting handler; all stopped at teardown."""
-    with listener_factory() as start_listener:
-
-        def make(endpoints: str | list[str], **options: Any) -> tuple[fabric.ZmqListener, BrokerCapture]:
-            capture = BrokerCapture()
-            return start_listener(endpoints, capture, **options), capture
-
+    with counted_listener_factory(BrokerCapture) as make:
         yield make
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
 import fabric
+
+H = TypeVar("H", bound=logging.Handler)
 
 
 @contextlib.contextmanager
@@ -56,6 +58,23 @@ def listener_factory() -> Iterator[Callable[..., fabric.ZmqListener]]:
     finally:
         for listener in made:
             listener.stop()
+
+
+@contextlib.contextmanager
+def counted_listener_factory(counter: Callable[[], H]) -> Iterator[Callable[..., tuple[fabric.ZmqListener, H]]]:
+    """Yield ``make(endpoints, *handlers, **options)``: a started listener and the fresh ``counter()`` it feeds first.
+
+    Every listener made is stopped on exit.
+    """
+    with listener_factory() as start:
+
+        def make(
+            endpoints: str | list[str], *handlers: logging.Handler, **options: Any
+        ) -> tuple[fabric.ZmqListener, H]:
+            handler = counter()
+            return start(endpoints, handler, *handlers, **options), handler
+
+        yield make
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import zmq
 import fabric
 from tests.helpers import waiting
 from tests.helpers.broker import BrokerProc
-from tests.helpers.factories import handler_factory, listener_factory, zmq_context
+from tests.helpers.factories import counted_listener_factory, handler_factory, zmq_context
 from tests.helpers.net import ROOT, child_env, free_ports, host_port, http_get, tcp_endpoint
 from tests.helpers.wire import Wire
 
@@ -286,12 +286,7 @@ def rel_producer() -> Iterator[Callable[..., ProducerProc]]:
 @pytest.fixture
 def rel_listener() -> Iterator[Callable[..., tuple[fabric.ZmqListener, Ledger]]]:
     """Started ZmqListeners, each with its own :class:`Ledger`; all stopped at teardown."""
-    with listener_factory() as start_listener:
-
-        def make(endpoints: str | list[str], *handlers: logging.Handler, **options: Any) -> Any:
-            ledger = Ledger()
-            return start_listener(endpoints, ledger, *handlers, **options), ledger
-
+    with counted_listener_factory(Ledger) as make:
         yield make
 
 
