@@ -80,14 +80,13 @@ class BrokerConfig:
                 "(the broker's secret key file and the two allow-list directories); missing: "
                 + ", ".join(n for n, v in zip(_CURVE_SERVER, server, strict=True) if v is None)
             )
-        client = (self.curve_client_key, self.curve_upstream_key)
         if (self.curve_client_key is None) != (self.curve_upstream_key is None):
             missing = "curve_client_key" if self.curve_client_key is None else "curve_upstream_key"
             raise ConfigError(
                 f"{missing} is missing: connecting to upstream brokers with CurveZMQ needs this broker's "
                 "secret key file (curve_client_key) and the upstream's public key file (curve_upstream_key)"
             )
-        if client[0] is not None and not self.upstream:
+        if self.curve_client_key is not None and not self.upstream:
             raise ConfigError("curve_client_key and curve_upstream_key are for upstream brokers, but none is set")
 
     @property

@@ -160,6 +160,15 @@ class Intake:
             self._unreported += 1
 
 
+def sees_whole_stream(mode: str, bind: bool) -> bool:
+    """Whether a receiver gets every record its producers send, so that a sequence jump is a loss.
+
+    A PULL that connects (to a broker's pipeline, say) gets a share of a
+    load-balanced stream: the records it misses went to other consumers.
+    """
+    return not (mode == "pull" and not bind)
+
+
 def open_socket(
     ctx: zmq.Context[zmq.Socket[bytes]],
     endpoints: Endpoints,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import zmq
 
 from fabric import _sockets
-from fabric._intake import Intake, open_socket
+from fabric._intake import Intake, open_socket, sees_whole_stream
 from fabric.codec import Limits
 from fabric.curve import client_keys
 from fabric.discovery import Endpoints, Resolver
@@ -137,9 +137,7 @@ class ZmqListener(logging.handlers.QueueListener):
         self.mode = mode
         self.bind = bind
         self.dispatch = dispatch
-        # A connecting PULL gets a share of a load-balanced stream (a broker's
-        # pipeline): the others' records are not losses, so no gap detection.
-        self.intake = Intake(level, loggers, services, limits, gaps=not (mode == "pull" and not bind))
+        self.intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
         self.curve = client_keys(curve_server_key, curve_client_key)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]

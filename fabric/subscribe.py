@@ -12,7 +12,7 @@ from typing import Literal
 import zmq
 
 from fabric import _sockets
-from fabric._intake import Intake, open_socket
+from fabric._intake import Intake, open_socket, sees_whole_stream
 from fabric.codec import Limits
 from fabric.curve import CurveKeys, HandshakeWatch, client_keys
 from fabric.discovery import Endpoints, Resolver
@@ -57,7 +57,7 @@ def subscribe(
     """
     checked = Endpoints(_sockets.endpoint_list(endpoints), resolver, resolve_interval)
     keys = client_keys(curve_server_key, curve_client_key)
-    intake = Intake(level, loggers, services, limits, gaps=not (mode == "pull" and not bind))  # see ZmqListener
+    intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
     return Subscription(checked, intake, mode, bind, timeout, curve=keys)
 
 

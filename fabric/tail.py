@@ -51,12 +51,12 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
-def _field_names(fmt: str, style: str) -> frozenset[str]:
+def _field_names(fmt: str, style: logging.PercentStyle) -> frozenset[str]:
     """The record attributes a format string names, for each logging style."""
-    if style == "{":
+    if isinstance(style, logging.StrFormatStyle):
         roots = (re.split(r"[.\[]", f)[0] for _, f, _, _ in string.Formatter().parse(fmt) if f)
         return frozenset(roots)
-    if style == "$":
+    if isinstance(style, logging.StringTemplateStyle):
         found = (m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(fmt))
         return frozenset(f for f in found if f)
     return frozenset(re.findall(r"%\((\w+)\)", fmt))
@@ -80,7 +80,7 @@ class SafeFormatter(logging.Formatter):
         self.color = color
         # Remote records differ in their extras: a field the format names but
         # a record lacks renders as "-" instead of failing the whole line.
-        self._wanted = _field_names(self._fmt or "", kwargs.get("style", "%")) - {"message", "asctime"}
+        self._wanted = _field_names(self._fmt or "", self._style) - {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
         """Format a sanitised copy of ``record``."""

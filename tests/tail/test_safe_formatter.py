@@ -42,3 +42,8 @@ class TestMissingFields:
         record = _record()
         SafeFormatter("%(user)s %(message)s").format(record)
         assert "user" not in record.__dict__
+
+    def test_style_given_positionally_is_honoured(self) -> None:
+        """SafeFormatter(fmt, datefmt, "{") finds the fields the same way as style="{"."""
+        out = SafeFormatter("{user}|{message}", None, "{").format(_record())
+        assert out == "-|hello\\r\\nforged"
