@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 from fabric import __version__
 
+#: What the broker imports beyond the core install (the ``broker`` extra).
+_BROKER_NEEDS = frozenset({"prometheus_client"})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``logfabric``; return the exit code."""
@@ -37,7 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["broker"]:
         from broker.cli import main as broker_main
 
-        return broker_main(argv[1:])
+        try:
+            return broker_main(argv[1:])
+        except ModuleNotFoundError as exc:  # imported where first needed, e.g. /metrics
+            if exc.name not in _BROKER_NEEDS:
+                raise
+            print(
+                f"logfabric broker: the broker needs {exc.name}, which is not installed: "
+                "pip install 'logfabric[broker]'",
+                file=sys.stderr,
+            )
+            return 2
     if argv[:1] == ["tail"]:
         from fabric.tail import main as tail_main
 
