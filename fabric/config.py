@@ -26,6 +26,7 @@ _LISTENER_KEYS = {
     "respect_handler_level",
     "curve_server_key",
     "curve_client_key",
+    "curve_allow_open_key",
 }
 
 
@@ -102,7 +103,9 @@ def listen_from_config(source: str | Path | Mapping[str, Any], **overrides: Any)
     so the loggers' handlers decide where they land. ``"handlers": ["file"]``
     instead sends every record straight to the named handlers. ``overrides``
     replace keys of the ``"listener"`` section. For CurveZMQ, add
-    ``"curve_server_key"`` and ``"curve_client_key"`` (key file paths) to it.
+    ``"curve_server_key"`` and ``"curve_client_key"`` (key file paths) to it, and
+    ``"curve_allow_open_key": true`` to accept a secret key file that group or
+    others may read.
     """
     loaded = load_logging_config(source)
     if isinstance(loaded, Path):

@@ -14,6 +14,10 @@ Clients take two paths, as options or from the environment:
   key file (``broker.key``);
 - ``curve_client_key`` / ``$LOGFABRIC_CURVE_CLIENT_KEY``: this client's secret
   key file (``app.key_secret``).
+
+A secret key file that group or others may read or write is refused (see
+:func:`check_secret_key_mode`) unless ``curve_allow_open_key=True`` or
+``$LOGFABRIC_CURVE_ALLOW_OPEN_KEY=1`` says to accept it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -33,11 +38,13 @@ import zmq
 import zmq.auth
 
 __all__ = [
+    "ENV_ALLOW_OPEN_KEY",
     "ENV_CLIENT_KEY",
     "ENV_SERVER_KEY",
     "CurveError",
     "CurveKeys",
     "HandshakeWatch",
+    "check_secret_key_mode",
     "client_keys",
     "generate",
     "load_key_pair",
@@ -49,6 +56,10 @@ __all__ = [
 ENV_SERVER_KEY = "LOGFABRIC_CURVE_SERVER_KEY"
 #: The environment variable naming this client's secret key file.
 ENV_CLIENT_KEY = "LOGFABRIC_CURVE_CLIENT_KEY"
+#: Set to ``1`` to accept secret key files that group or others may read or write.
+ENV_ALLOW_OPEN_KEY = "LOGFABRIC_CURVE_ALLOW_OPEN_KEY"
+
+_OPEN_BITS = 0o066  # read or write for group or others
 
 _Z85_KEY = re.compile(rb"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -67,10 +78,20 @@ class CurveKeys:
     secret: bytes
 
     @classmethod
-    def load(cls, server_key: str | os.PathLike[str], client_key: str | os.PathLike[str]) -> CurveKeys:
-        """Read the server's public key file and this client's secret key file."""
+    def load(
+        cls,
+        server_key: str | os.PathLike[str],
+        client_key: str | os.PathLike[str],
+        *,
+        allow_open: bool = False,
+    ) -> CurveKeys:
+        """Read the server's public key file and this client's secret key file.
+
+        ``allow_open`` accepts a secret key file that group or others may read
+        (see :func:`check_secret_key_mode`).
+        """
         server = load_public_key(server_key, "the server key")
-        public, secret = load_key_pair(client_key, "the client key")
+        public, secret = load_key_pair(client_key, "the client key", allow_open=allow_open)
         return cls(server, public, secret)
 
     def apply(self, sock: zmq.Socket[bytes]) -> None:
@@ -124,27 +145,75 @@ def load_public_key(path: str | os.PathLike[str], what: str = "the public key") 
     return public
 
 
-def load_key_pair(path: str | os.PathLike[str], what: str = "the key pair") -> tuple[bytes, bytes]:
-    """The (public, secret) keys in a ``NAME.key_secret`` file."""
+def load_key_pair(
+    path: str | os.PathLike[str], what: str = "the key pair", *, allow_open: bool = False
+) -> tuple[bytes, bytes]:
+    """The (public, secret) keys in a ``NAME.key_secret`` file.
+
+    A file that group or others may read or write is refused unless
+    ``allow_open`` (or ``$LOGFABRIC_CURVE_ALLOW_OPEN_KEY=1``) accepts it; see
+    :func:`check_secret_key_mode`.
+    """
     public, secret = _read(path, what)
     if secret is None:
         shown = os.fspath(path)
         hint = shown + "_secret" if shown.endswith(".key") else "NAME.key_secret"
         raise CurveError(f"{what} {shown!r} holds only a public key; pass the secret key file ({hint})")
+    check_secret_key_mode(path, allow_open=allow_open, what=what)
     return public, secret
+
+
+def check_secret_key_mode(
+    path: str | os.PathLike[str],
+    *,
+    allow_open: bool = False,
+    what: str = "the secret key",
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Raise :class:`CurveError` if group or others may read or write the secret key file ``path``.
+
+    Whoever can read a secret key can pass for its owner, and whoever can write
+    it can swap in a key of their own. ``allow_open=True``, or
+    ``$LOGFABRIC_CURVE_ALLOW_OPEN_KEY=1`` in ``env`` (default ``os.environ``),
+    accepts such a file anyway: for a key mounted by a system that cannot set
+    its mode. The file's own mode counts (a symbolic link is followed). On
+    Windows, whose files have no such mode bits, nothing is checked.
+    """
+    if allow_open or os.name == "nt" or _env_allows_open(env):
+        return
+    shown = os.fspath(path)
+    try:
+        mode = os.stat(Path(shown).expanduser()).st_mode
+    except OSError as exc:
+        raise CurveError(f"{what} {shown!r} cannot be checked: {exc.strerror or exc}") from None
+    if mode & _OPEN_BITS:
+        raise CurveError(
+            f"{what} {shown!r} has mode {mode & 0o777:04o}: group or others may read or write it, and anyone "
+            f"who can read it can pass for its owner. Run 'chmod 600 {shlex.quote(shown)}' (and check who owns "
+            f"it); to use it anyway, pass curve_allow_open_key=True or set {ENV_ALLOW_OPEN_KEY}=1"
+        )
+
+
+def _env_allows_open(env: Mapping[str, str] | None) -> bool:
+    return ((os.environ if env is None else env).get(ENV_ALLOW_OPEN_KEY) or "").strip() == "1"
 
 
 def client_keys(
     server_key: str | os.PathLike[str] | None = None,
     client_key: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    allow_open_key: bool = False,
 ) -> CurveKeys | None:
     """The CURVE keys a client should use, or None for plaintext.
 
     Both paths given: those. Neither: ``$LOGFABRIC_CURVE_SERVER_KEY`` and
     ``$LOGFABRIC_CURVE_CLIENT_KEY`` (both or neither must be set). One without
-    the other is an error, never a silent fallback to plaintext.
+    the other is an error, never a silent fallback to plaintext. A secret key
+    file that group or others may read or write is refused unless
+    ``allow_open_key`` or ``$LOGFABRIC_CURVE_ALLOW_OPEN_KEY=1`` accepts it.
     """
+    allow_open_key = allow_open_key or _env_allows_open(env)
     if server_key is None and client_key is None:
         environ = os.environ if env is None else env
         server_env, client_env = environ.get(ENV_SERVER_KEY) or None, environ.get(ENV_CLIENT_KEY) or None
@@ -154,7 +223,7 @@ def client_keys(
             have, missing = (ENV_CLIENT_KEY, ENV_SERVER_KEY) if server_env is None else (ENV_SERVER_KEY, ENV_CLIENT_KEY)
             raise CurveError(f"{have} is set but {missing} is not: CURVE needs both (or unset both for plaintext)")
         try:
-            return CurveKeys.load(server_env, client_env)
+            return CurveKeys.load(server_env, client_env, allow_open=allow_open_key)
         except CurveError as exc:
             raise CurveError(f"{exc} (from {ENV_SERVER_KEY} / {ENV_CLIENT_KEY})") from None
     if server_key is None or client_key is None:
@@ -162,7 +231,7 @@ def client_keys(
         raise CurveError(
             f"{missing} is missing: CURVE needs both the server's public key file and this client's secret key file"
         )
-    return CurveKeys.load(server_key, client_key)
+    return CurveKeys.load(server_key, client_key, allow_open=allow_open_key)
 
 
 class HandshakeWatch:

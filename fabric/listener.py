@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
+import math
 import os
 import queue
-import threading
+import sys
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import zmq
 
 from fabric import _sockets
 from fabric._intake import Intake, open_socket, sees_whole_stream
 from fabric.codec import Limits
-from fabric.curve import client_keys
+from fabric.curve import HandshakeWatch, client_keys
 from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["Dispatch", "ZmqListener"]
@@ -25,52 +27,8 @@ __all__ = ["Dispatch", "ZmqListener"]
 Dispatch = Literal["handlers", "loggers"]
 
 _POLL_MS = 50
-_DRAIN_SECONDS = 2.0
-
-
-class _Inbox:
-    """The listener's queue: ``get`` reads the socket, ``put_nowait`` asks it to stop.
-
-    Only the listener thread reads the socket. ``put_nowait`` (called by
-    ``QueueListener.stop`` with the sentinel) sets a flag; the next ``get`` then
-    hands out what has already arrived and finally the sentinel.
-    """
-
-    def __init__(self, sock: zmq.Socket[bytes], sentinel: object, endpoints: Endpoints) -> None:
-        self.sock = sock
-        self.sentinel = sentinel
-        self.endpoints = endpoints
-        self._count = 0
-        self.stopping = False
-        self._drain_deadline = 0.0
-
-    def put_nowait(self, item: object) -> None:
-        if item is not self.sentinel:
-            raise TypeError("a ZmqListener's queue only accepts its stop sentinel")
-        self._drain_deadline = time.monotonic() + _DRAIN_SECONDS
-        self.stopping = True
-
-    def get(self, block: bool = True) -> Any:
-        sock = self.sock
-        while True:
-            if self.stopping:
-                if time.monotonic() > self._drain_deadline:
-                    return self.sentinel
-                try:
-                    return sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    return self.sentinel
-            self._count += 1
-            if self._count & 1023 == 0 and time.monotonic() >= self.endpoints.next_refresh:
-                self.endpoints.refresh(sock)
-            try:
-                return sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                if not block:
-                    raise queue.Empty from None
-                if time.monotonic() >= self.endpoints.next_refresh:
-                    self.endpoints.refresh(sock)
-                sock.poll(_POLL_MS)
+_FAILURE_KINDS = 100  # distinct (where, exception type) pairs reported; past that, failures are only counted
+_diag = logging.getLogger("logfabric.listener")
 
 
 class ZmqListener(logging.handlers.QueueListener):
@@ -78,9 +36,11 @@ class ZmqListener(logging.handlers.QueueListener):
 
     ``ZmqListener(endpoints, *handlers, respect_handler_level=True, mode="sub",
     bind=False, level=None, loggers=(), services=(), dispatch="handlers")``
-    follows the ``QueueListener`` seams: :meth:`dequeue` returns the next raw
-    message, :meth:`handle` rehydrates it (see :func:`fabric.codec.decode`) and
-    passes each record through :meth:`prepare` to the handlers.
+    follows the ``QueueListener`` seams: its queue is the socket itself, so
+    :meth:`dequeue` returns the next raw message, :meth:`handle` rehydrates it
+    (see :func:`fabric.codec.decode`) and passes each record through
+    :meth:`prepare` to the handlers, and :meth:`enqueue_sentinel` asks the
+    thread to drain and end (see :meth:`stop`).
 
     Args:
         endpoints: one endpoint or a list; the socket attaches to all of them.
@@ -103,12 +63,18 @@ class ZmqListener(logging.handlers.QueueListener):
             file and of this subscriber's secret key file, to encrypt and
             authenticate with CurveZMQ (both or neither; default
             ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``,
-            else plaintext). Read here, so a bad key file raises at once.
+            else plaintext). Read here, so a bad key file raises at once. A
+            refused handshake is reported on logger ``logfabric.curve``.
+        curve_allow_open_key: accept a secret key file that group or others
+            may read or write (refused by default; see
+            :func:`fabric.curve.check_secret_key_mode`).
 
     Attributes:
         stats: ``received``, ``malformed``, ``filtered``, ``gaps``,
-            ``truncated`` and ``errors`` counts. A jump in a producer's sequence
-            is reported as a WARNING record on logger ``logfabric.gaps``.
+            ``truncated``, ``errors`` (local handler failures) and
+            ``discarded`` (messages :meth:`stop` read but did not handle) counts.
+            A jump in a producer's sequence is reported as a WARNING record on
+            logger ``logfabric.gaps``.
     """
 
     def __init__(
@@ -127,6 +93,7 @@ class ZmqListener(logging.handlers.QueueListener):
         resolve_interval: float = 10.0,
         curve_server_key: str | os.PathLike[str] | None = None,
         curve_client_key: str | os.PathLike[str] | None = None,
+        curve_allow_open_key: bool = False,
     ) -> None:
         if mode not in ("sub", "pull"):
             raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
@@ -138,14 +105,23 @@ class ZmqListener(logging.handlers.QueueListener):
         self.bind = bind
         self.dispatch = dispatch
         self.intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
-        self.curve = client_keys(curve_server_key, curve_client_key)
-        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self.intake.stats.setdefault("discarded", 0)
+        self.curve = client_keys(curve_server_key, curve_client_key, allow_open_key=curve_allow_open_key)
+        # The socket is the queue: dequeue() reads it, so the stdlib's queue stays unused.
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]
-        self._thread: threading.Thread | None = None
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
+        self._watch: HandshakeWatch | None = None
+        self._count = 0
+        self._stopping = False
+        self._left: float | None = None  # messages stop() may still read; set when the thread starts draining
+        self._handle_until = math.inf  # after this (monotonic) time, stop() counts messages instead
+        self._reported: set[tuple[str, type[BaseException]]] = set()
+        self._refresh_warned = 0.0
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: received, malformed, filtered, gaps, truncated, errors."""
+        """Counters: received, malformed, filtered, gaps, truncated, errors, discarded."""
         return self.intake.stats
 
     @property
@@ -161,35 +137,69 @@ class ZmqListener(logging.handlers.QueueListener):
 
     def start(self) -> None:
         """Open the socket (raising a clear error for a bad endpoint) and start the thread."""
-        if self._thread is not None:
+        if self._sock is not None:
             raise RuntimeError("this ZmqListener is already started; stop() it first")
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        keys = self.curve
+
+        def watch(sock: zmq.Socket[bytes]) -> None:  # a refused CURVE handshake is reported, not silent
+            if keys is not None:
+                self._watch = HandshakeWatch(sock, keys)
+
         try:
             sock = open_socket(
-                ctx, self._endpoints, self.mode, self.bind, self.intake.subscriptions(), curve=self.curve
+                ctx,
+                self._endpoints,
+                self.mode,
+                self.bind,
+                self.intake.subscriptions(),
+                curve=keys,
+                before_attach=watch,
             )
         except Exception:
+            self._close_watch()
             ctx.term()
             raise
-        self._ctx = ctx
-        self.queue = _Inbox(sock, self._sentinel, self._endpoints)  # type: ignore[attr-defined]
+        self._ctx, self._sock = ctx, sock
+        self._stopping, self._left, self._handle_until = False, None, math.inf
         super().start()
 
-    def stop(self) -> None:
-        """Handle what has already arrived (for up to 2 s), then stop and close the socket."""
-        if self._thread is None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop receiving, hand every record that already arrived to the handlers, then close the socket.
+
+        Like ``QueueListener.stop()``, nothing already received is lost. New
+        arrivals stop first: a bound ``tcp://`` or ``ipc://`` endpoint is
+        unbound (producers keep what they have not sent for the next listener),
+        and from a connected endpoint (or an ``inproc://`` one) stop() takes at
+        most a full receive queue (``RCVHWM`` messages) per connection, which is
+        all that can be waiting, so a peer that never stops sending cannot keep
+        stop() running. With ``timeout`` (seconds), what is still queued after
+        it is read without being handled and counted in ``stats["discarded"]``
+        (and reported on logger ``logfabric.listener``).
+        """
+        if self._sock is None:
             return
-        super().stop()
-        self._thread = None
-        inbox: _Inbox = self.queue  # type: ignore[assignment]
-        inbox.sock.close(linger=0)
+        if timeout is not None:
+            self._handle_until = time.monotonic() + max(0.0, timeout)
+        discarded = self.stats["discarded"]
+        super().stop()  # enqueue_sentinel(), then wait for the thread to drain and end
+        self._close_watch()
+        self._sock.close(linger=0)
+        self._sock = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
+        discarded = self.stats["discarded"] - discarded
+        if discarded:
+            _diag.warning(
+                "stop() discarded %d message(s) that had arrived but were not handled within %.3g s",
+                discarded,
+                timeout or 0.0,
+            )
 
     def __enter__(self) -> ZmqListener:
         """Start the listener unless it already runs (as one from ``listen_from_config`` does)."""
-        if self._thread is None:
+        if self._sock is None:
             self.start()
         return self
 
@@ -201,34 +211,151 @@ class ZmqListener(logging.handlers.QueueListener):
     ) -> None:
         self.stop()
 
+    def _close_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+
     # ------------------------------------------------------------------ QueueListener seams
+
+    def enqueue_sentinel(self) -> None:
+        """Ask the listener thread to stop receiving, drain what arrived and end (called by :meth:`stop`).
+
+        Only the listener thread touches the socket, so this sets a flag the
+        thread sees within 50 ms.
+        """
+        self._stopping = True
+
+    def dequeue(self, block: bool) -> Any:
+        """Return the next raw message (a list of frames) from the socket.
+
+        Raises ``queue.Empty`` when nothing is waiting and ``block`` is false,
+        and once :meth:`stop` has drained the socket, which ends the thread.
+        """
+        sock = self._sock
+        assert sock is not None, "dequeue() runs only while the listener is started"
+        while True:
+            if self._stopping:
+                return self._drain(sock)
+            self._count += 1
+            if self._count & 1023 == 0:  # now and then, even while records never stop coming
+                self._housekeeping(sock)
+            try:
+                return sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                if not block:
+                    raise queue.Empty from None
+                self._housekeeping(sock)
+                sock.poll(_POLL_MS)
 
     def handle(self, record: Any) -> None:
         """Rehydrate one raw message and dispatch what it yields; never raises.
 
         (The stdlib name is kept: ``record`` here is the raw multipart message
-        returned by :meth:`dequeue`.)
+        returned by :meth:`dequeue`.) Whatever a local handler or a
+        :meth:`prepare` override raises, ``SystemExit`` and
+        ``KeyboardInterrupt`` included, is counted in ``stats["errors"]`` and
+        said once per kind on logger ``logfabric.listener``; the thread goes on.
         """
         try:
             for rehydrated in self.intake.receive(record):
                 prepared = self.prepare(rehydrated)
                 if prepared is not None:
                     self._dispatch(prepared)
-        except Exception:  # the listener thread must survive anything
-            self.intake.stats["errors"] += 1
+        except BaseException as exc:  # the listener thread must survive anything
+            self._failed("prepare", exc)
 
     def _dispatch(self, record: logging.LogRecord) -> None:
         if self.dispatch == "loggers":
-            _route(record.name).handle(record)
+            try:
+                _route(record.name).handle(record)
+            except BaseException as exc:
+                self._failed("the local logging tree", exc)
             return
         levelno = record.levelno
+        respect = self.respect_handler_level
         for handler in self.handlers:
-            if self.respect_handler_level and levelno < handler.level:
-                continue
             try:
-                handler.handle(record)
-            except Exception:
-                self.intake.stats["errors"] += 1
+                if not respect or levelno >= handler.level:
+                    handler.handle(record)
+            except BaseException as exc:
+                self._failed(repr(handler), exc)
+
+    # ------------------------------------------------------------------ internals (listener thread)
+
+    def _drain(self, sock: zmq.Socket[bytes]) -> list[bytes]:
+        if self._left is None:
+            self._left = self._detach(sock)
+        while self._left >= 1:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._left -= 1
+            if time.monotonic() < self._handle_until:
+                return frames
+            self.stats["discarded"] += 1
+        self._left = 0.0  # the thread ends; a later dequeue() finds nothing more to drain
+        raise queue.Empty  # QueueListener's thread ends on Empty
+
+    def _detach(self, sock: zmq.Socket[bytes]) -> float:
+        """Stop new arrivals where libzmq keeps what is queued; return how many messages may still be read.
+
+        Unbinding a tcp/ipc endpoint ends its connections but delivers what
+        they queued. Disconnecting would drop a connection's queue, so a
+        connected (or inproc) endpoint stays attached and gives at most one full
+        queue; an inproc queue holds both sides' high-water marks.
+        """
+        queues = 0
+        if self.bind:
+            for endpoint in self._endpoints.bound:
+                if endpoint.startswith(("tcp://", "ipc://")):
+                    try:
+                        sock.unbind(endpoint)
+                        continue
+                    except zmq.ZMQError:
+                        pass
+                queues += 2 if endpoint.startswith("inproc://") else 1
+        else:
+            for endpoint in (*self._endpoints.plain, *self._endpoints.connected):
+                queues += 2 if endpoint.startswith("inproc://") else 1
+        if not queues:
+            return math.inf  # nothing new can arrive: read until the socket is empty
+        hwm = cast(int, sock.getsockopt(zmq.RCVHWM))
+        return math.inf if hwm <= 0 else float(queues * hwm)
+
+    def _housekeeping(self, sock: zmq.Socket[bytes]) -> None:
+        """Re-resolve ``dns+tcp://`` names when due and report refused CURVE handshakes."""
+        if self._watch is not None:
+            self._watch.check()
+        if time.monotonic() < self._endpoints.next_refresh:
+            return
+        try:
+            self._endpoints.refresh(sock)
+        except Exception as exc:  # a resolver or an address that fails must not end the thread
+            now = time.monotonic()
+            if now - self._refresh_warned >= 10.0:
+                self._refresh_warned = now
+                _diag.warning("re-resolving the endpoints failed (keeping the current connections): %r", exc)
+
+    def _failed(self, where: str, exc: BaseException) -> None:
+        """Count a local failure; say it once per (where, exception type)."""
+        self.intake.stats["errors"] += 1
+        kind = (where, type(exc))
+        if kind in self._reported or len(self._reported) >= _FAILURE_KINDS:
+            return
+        self._reported.add(kind)
+        fatal = not isinstance(exc, Exception)
+        note = f" ({type(exc).__name__} would have ended the listener's thread)" if fatal else ""
+        text = (
+            f"{where} raised {type(exc).__name__}: {exc}{note}; counted in stats['errors'] and the listener "
+            "goes on; later failures of this kind are only counted. Fix or remove that handler"
+        )
+        try:
+            _diag.warning("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
+        except BaseException:  # the failing handler may be the one this warning reaches
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"logfabric.listener: {text}\n")
 
 
 def _route(name: str) -> logging.Logger:
