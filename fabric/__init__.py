@@ -16,6 +16,7 @@ Subscribers::
 
 from __future__ import annotations
 
+from fabric import _dictconfig
 from fabric.codec import Limits, MalformedRecord, decode, encode
 from fabric.config import ConfigError, listen_from_config
 from fabric.curve import CurveError, CurveKeys
@@ -42,3 +43,5 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_dictconfig.install()
