@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import zmq
 
@@ -17,11 +17,42 @@ from fabric import _sockets
 from fabric.codec import Limits, MalformedRecord, decode
 from fabric.curve import CurveKeys, check_not_bound
 from fabric.discovery import Endpoints
-from fabric.topic import matches, subscriptions
+from fabric.topic import MAX_TOPIC, matches, subscriptions
 
 GAP_LOGGER = "logfabric.gaps"
 _diag = logging.getLogger("logfabric.listener")
-_MAX_TRACKED = 100_000
+
+# The gap table is a segmented LRU: a (producer, topic) stream seen once waits in
+# probation; seen again, it is promoted to the protected segment. A flood of
+# streams seen once (forged producer ids, say) only churns probation, so it
+# cannot push out the streams that keep sending.
+_PROBATION = 20_000
+_PROTECTED = 80_000
+#: How far below a stream's highest ``seq`` a record may arrive and still count
+#: as a late arrival (records of an old connection read after newer ones from a
+#: new connection: hundreds in the fault suite, at most what the old connection
+#: still held). A record further behind means the producer reused its id or the
+#: higher record was forged: tracking restarts from it, with a notice. A forged
+#: record at most this far ahead can still hide up to this many later records'
+#: losses of that stream (its own gap notice shows the jump).
+REORDER_WINDOW = 100_000
+# The highest level each bucket digit can hold: a notice about a stream is for
+# a subscriber whose filter the stream's records could pass.
+_BUCKET_TOP = {0x30 + d: d * 10 + 9 for d in range(9)} | {0x39: 2**31 - 1}
+
+
+class GapNotice(logging.LogRecord):
+    """A notice this subscriber made about a producer's sequence: records lost, or tracking restarted.
+
+    Notices are made locally and only as this class; a decoded remote record is
+    always a plain :class:`logging.LogRecord`, whatever its logger name. So
+    ``isinstance(record, GapNotice)`` tells a real notice from a remote record
+    that merely uses logger ``logfabric.gaps``.
+
+    Attributes (besides the usual ones): ``kind`` (``"gap"`` or ``"resync"``),
+    ``lost`` (records missing; 0 for a resync), and the ``service``, ``host``
+    and ``producer_id`` of the record that revealed it.
+    """
 
 
 def resolve_level(level: int | str | None) -> int | None:
@@ -44,8 +75,14 @@ class Intake:
 
     ``stats`` holds ``received`` (records delivered), ``malformed`` (frames
     rejected), ``filtered`` (valid records outside the filter), ``gaps``
-    (records a producer sent that never arrived), ``truncated`` (fields cut to
-    fit the limits) and ``errors`` (local handler failures).
+    (records a producer sent that never arrived), ``resyncs`` (streams whose
+    sequence went back by more than :data:`REORDER_WINDOW`, so tracking
+    restarted), ``truncated`` (fields cut to fit the limits) and ``errors``
+    (local handler failures).
+
+    Gap notices (:class:`GapNotice`) come before the record that revealed them,
+    and only for streams the filter wants: a stream's level bucket, logger and
+    service must be able to pass it. ``gaps`` counts every loss seen.
     """
 
     def __init__(
@@ -63,16 +100,19 @@ class Intake:
         self.services = frozenset((services,) if isinstance(services, str) else services)
         self.limits = limits or Limits()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("received", "malformed", "filtered", "gaps", "truncated", "errors"), 0
+            ("received", "malformed", "filtered", "gaps", "resyncs", "truncated", "errors"), 0
         )
-        self._last: dict[tuple[int, bytes], int] = {}
+        self._subscriptions = subscriptions(self.level, self.loggers, self.services)  # a bad filter raises here
+        # hash((producer_id, topic)) -> highest seq seen; the segments of the gap table
+        self._probation: OrderedDict[int, int] = OrderedDict()
+        self._protected: OrderedDict[int, int] = OrderedDict()
         self._filtering = self.level is not None or bool(self.loggers) or bool(self.services)
         self._last_warning = 0.0
         self._unreported = 0
 
     def subscriptions(self) -> list[bytes]:
         """The SUB prefixes for this filter (see :mod:`fabric.topic`)."""
-        return subscriptions(self.level, self.loggers, self.services)
+        return list(self._subscriptions)
 
     def receive(self, frames: Sequence[bytes]) -> list[logging.LogRecord]:
         """Return the records one message yields: a gap notice, then the record.
@@ -82,15 +122,18 @@ class Intake:
         if len(frames) != 1:
             self._malformed(f"expected 1 frame (topic NUL payload), got {len(frames)}")
             return []
-        # topic NUL payload (fabric.topic.split_message, inlined: this runs per record)
+        # topic NUL payload (fabric.topic.split_message, inlined and bounded: this runs per record)
         frame = frames[0]
-        end = frame.find(b"\x00", frame.find(b"\x00") + 1)
+        end = frame.find(b"\x00", frame.find(b"\x00", 0, MAX_TOPIC) + 1, MAX_TOPIC + 1)
         if end < 0:
-            self._malformed("no topic delimiter: expected one frame, topic NUL payload")
+            self._malformed(
+                f"no topic delimiter in the first {MAX_TOPIC + 1} bytes: expected one frame, "
+                f"topic NUL payload, with a topic of at most {MAX_TOPIC} bytes"
+            )
             return []
         topic, payload = frame[:end], frame[end + 1 :]
         try:
-            decoded = decode(payload, self.limits)
+            decoded = decode(payload, self.limits, topic)
         except MalformedRecord as exc:
             self._malformed(str(exc))
             return []
@@ -99,14 +142,15 @@ class Intake:
             self.stats["truncated"] += decoded.truncated
         out: list[logging.LogRecord] = []
         if self.gaps:
-            key = (decoded.producer_id, topic)
-            last = self._last.get(key)
-            if last is None or decoded.seq > last:
-                if last is not None and decoded.seq > last + 1:
-                    out.append(self._gap(record, topic, decoded.seq - last - 1, last))
-                elif last is None and len(self._last) >= _MAX_TRACKED:
-                    del self._last[next(iter(self._last))]
-                self._last[key] = decoded.seq
+            key = hash((decoded.producer_id, topic))  # a fixed-size key, whatever the topic's length
+            seq = decoded.seq
+            protected = self._protected
+            last = protected.get(key)
+            if last is not None and seq == last + 1:  # the common case: the next record of a known stream
+                protected[key] = seq
+                protected.move_to_end(key)
+            else:
+                self._track(out, record, topic, key, seq, last)
         if self._filtering and not matches(
             record.levelno, record.name, record.__dict__["service"], self.level, self.loggers, self.services
         ):
@@ -116,33 +160,85 @@ class Intake:
         out.append(record)
         return out
 
-    def _gap(self, record: logging.LogRecord, topic: bytes, lost: int, last: int) -> logging.LogRecord:
+    def _track(
+        self,
+        out: list[logging.LogRecord],
+        record: logging.LogRecord,
+        topic: bytes,
+        key: int,
+        seq: int,
+        last: int | None,
+    ) -> None:
+        """Every case but the next record of a protected stream: new, promoted, jumped, late or resynchronised."""
+        known = last is not None
+        if not known:
+            last = self._probation.pop(key, None)
+        if last is None:
+            mark = seq
+        elif seq > last:
+            if seq != last + 1:
+                self._gap(out, record, topic, seq - last - 1, last)
+            mark = seq
+        elif last - seq <= REORDER_WINDOW:
+            mark = last  # a late arrival or a duplicate: delivered, not counted again
+        else:
+            self._resync(out, record, topic, last, seq)
+            mark = seq
+        if known:
+            self._protected[key] = mark
+            self._protected.move_to_end(key)
+        else:
+            self._admit(key, mark, promote=last is not None)
+
+    def _admit(self, key: int, mark: int, promote: bool) -> None:
+        """Store a stream that was not protected: promote it if it was on probation, else put it there."""
+        if promote:
+            protected = self._protected
+            protected[key] = mark
+            if len(protected) <= _PROTECTED:
+                return
+            key, mark = protected.popitem(last=False)  # demoted: back to probation, as its newest
+        probation = self._probation
+        probation[key] = mark
+        if len(probation) > _PROBATION:
+            probation.popitem(last=False)
+
+    def _wants(self, record: logging.LogRecord, topic: bytes) -> bool:
+        """Whether the filter wants notices about this record's stream (its bucket, logger and service)."""
+        if not self._filtering:
+            return True
+        top = _BUCKET_TOP[topic[0]]
+        return matches(top, record.name, record.__dict__["service"], self.level, self.loggers, self.services)
+
+    def _gap(self, out: list[logging.LogRecord], record: logging.LogRecord, topic: bytes, lost: int, last: int) -> None:
         self.stats["gaps"] += lost
-        origin = record.__dict__
-        fields: dict[str, Any] = {
-            "name": GAP_LOGGER,
-            "levelno": logging.WARNING,
-            "levelname": "WARNING",
-            "msg": "lost %d record(s) from service %r on host %r (producer %s, logger %r, level bucket %s): "
-            "seq %d to %d never arrived",
-            "args": (
-                lost,
-                origin["service"],
-                origin["host"],
-                origin["producer_id"],
-                record.name,
-                topic[:1].decode("ascii", "replace"),
-                last + 1,
-                last + lost,
-            ),
-            "service": origin["service"],
-            "host": origin["host"],
-            "producer_id": origin["producer_id"],
-            "seq": None,
-            "exceptions": None,
-            "lost": lost,
-        }
-        return logging.makeLogRecord(fields)
+        if self._wants(record, topic):
+            out.append(
+                _notice(
+                    "gap",
+                    record,
+                    lost,
+                    "lost %d record(s) from service %r on host %r (producer %s, logger %r, level bucket %s): "
+                    "seq %d to %d never arrived",
+                    (lost, *_origin(record, topic), last + 1, last + lost),
+                )
+            )
+
+    def _resync(
+        self, out: list[logging.LogRecord], record: logging.LogRecord, topic: bytes, last: int, seq: int
+    ) -> None:
+        self.stats["resyncs"] += 1
+        if self._wants(record, topic):
+            out.append(
+                _notice(
+                    "resync",
+                    record,
+                    0,
+                    "sequence of service %r on host %r (producer %s, logger %r, level bucket %s) went back "
+                    "from %d to %d: the producer reused its id or a record was forged; tracking restarts at %d",
+                    (*_origin(record, topic), last, seq, seq),
+                )
+            )
 
     def _malformed(self, reason: str) -> None:
         self.stats["malformed"] += 1
@@ -158,6 +254,27 @@ class Intake:
             self._unreported = 0
         else:
             self._unreported += 1
+
+
+def _origin(record: logging.LogRecord, topic: bytes) -> tuple[object, ...]:
+    """Service, host, producer id, logger and level bucket of the record that revealed a notice."""
+    origin = record.__dict__
+    return (origin["service"], origin["host"], origin["producer_id"], record.name, chr(topic[0]))
+
+
+def _notice(kind: str, record: logging.LogRecord, lost: int, msg: str, args: tuple[object, ...]) -> GapNotice:
+    notice = GapNotice(GAP_LOGGER, logging.WARNING, "", 0, msg, args, None)
+    origin = record.__dict__
+    notice.__dict__.update(
+        kind=kind,
+        lost=lost,
+        service=origin["service"],
+        host=origin["host"],
+        producer_id=origin["producer_id"],
+        seq=None,
+        exceptions=None,
+    )
+    return notice
 
 
 def sees_whole_stream(mode: str, bind: bool) -> bool:

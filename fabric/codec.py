@@ -20,13 +20,14 @@ import logging
 import math
 import posixpath
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
 
 from fabric._proto.logfabric.v1 import record_pb2 as _pb
+from fabric.topic import make_topic
 
 __all__ = [
     "CODECS",
@@ -200,9 +201,15 @@ class Encoder:
     travel; ``exc_info`` becomes ``exc_text`` plus a structured exception chain.
     ``formatter`` (default: a plain :class:`logging.Formatter`) formats only the
     exception and stack text. Extras that are not JSON-able travel as ``repr()``.
+    A service or host name holding a lone surrogate travels escaped, as every
+    other text does.
+
+    The sequence number is the payload's last field, so a payload is
+    ``body(record) + tail(seq)``: a producer encodes first and numbers only what
+    encoded, in the order it sends.
     """
 
-    __slots__ = ("_encode", "_json_producer", "_static", "codec", "formatter", "identity")
+    __slots__ = ("_encode", "_json_producer", "_static", "codec", "formatter", "identity", "tail")
 
     def __init__(
         self,
@@ -212,6 +219,7 @@ class Encoder:
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
+        identity = dataclasses.replace(identity, service=_scrub(identity.service), host=_scrub(identity.host))
         self.identity = identity
         self.codec = codec
         self.formatter = formatter or _DEFAULT_FORMATTER
@@ -219,18 +227,28 @@ class Encoder:
         # Encoded fields that repeat from record to record, by _where(record).
         self._static: dict[tuple[Any, ...], bytes] = {}
         self._encode = _encode_protobuf if codec == "protobuf" else _encode_json
+        self.tail: Callable[[int], bytes] = _pb_tail if codec == "protobuf" else _json_tail
+        """``tail(seq)``: the bytes that end a payload numbered ``seq``."""
 
-    def encode(self, record: logging.LogRecord, seq: int) -> bytes:
-        """Return the payload for ``record`` as the producer's ``seq``-th record."""
+    def body(self, record: logging.LogRecord) -> bytes:
+        """Return the payload for ``record`` up to its sequence number (see :meth:`tail`).
+
+        Raises what formatting the message raises (a message whose args do not
+        fit it, say); the producer counts that record as an error.
+        """
         try:
-            return self._encode(record, self, seq)
+            return self._encode(record, self)
         except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
             # Lone surrogates somewhere in the record, or a standard attribute
             # of the wrong type (a filter's doing, or extra={"taskName": ...}
             # before Python 3.12; orjson's errors are TypeErrors too): send a
             # copy with the text escaped and the types coerced, rather than
             # lose the record. A message whose args do not fit fails again.
-            return self._encode(_scrubbed(_coerced(record), self.formatter), self, seq)
+            return self._encode(_scrubbed(_coerced(record), self.formatter), self)
+
+    def encode(self, record: logging.LogRecord, seq: int) -> bytes:
+        """Return the payload for ``record`` as the producer's ``seq``-th record."""
+        return self.body(record) + self.tail(seq)
 
 
 _TEXT_ATTRS = ("name", "levelname", "pathname", "filename", "module", "funcName", "threadName", "processName")
@@ -426,7 +444,7 @@ def _pb_rare(record: logging.LogRecord, fmt: logging.Formatter, extras: dict[str
     return m.SerializeToString()
 
 
-def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+def _encode_protobuf(record: logging.LogRecord, enc: Encoder) -> bytes:
     where = _where(record)
     static = enc._static.get(where)
     if static is None:
@@ -451,8 +469,21 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes
         if record.exc_info or record.exc_text or record.stack_info or extras
         else b""
     )
+    return b"".join((head, _PB_BODY, _varint(len(body)), body, static, rare))
+
+
+def _pb_tail(seq: int) -> bytes:
+    """producer (23) {seq (5)}: the protobuf payload's last field."""
+    if seq < 128:
+        return _PB_TAILS[seq]
+    if seq < 16384:  # a two-byte varint, written at once
+        return _PB_TAIL2 + bytes(((seq & 0x7F) | 0x80, seq >> 7))
     tail = _PB_SEQ + _varint(seq)
-    return b"".join((head, _PB_BODY, _varint(len(body)), body, static, rare, _PB_PRODUCER, _VARINT1[len(tail)], tail))
+    return _PB_PRODUCER + _VARINT1[len(tail)] + tail
+
+
+_PB_TAILS = [_PB_PRODUCER + b"\x02" + _PB_SEQ + _VARINT1[n] for n in range(128)]
+_PB_TAIL2 = _PB_PRODUCER + b"\x03" + _PB_SEQ
 
 
 def _json_extra(value: object) -> object:
@@ -500,7 +531,7 @@ def _json_producer(identity: ProducerIdentity) -> bytes:
     return b',"producer":' + fixed[:-1] + b',"seq":'
 
 
-def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
+def _encode_json(record: logging.LogRecord, enc: Encoder) -> bytes:
     # As for protobuf, the parts that repeat are encoded once and cached; the
     # object is assembled from them as text, "v" first, no key twice.
     where = _where(record)
@@ -528,7 +559,12 @@ def _encode_json(record: logging.LogRecord, enc: Encoder, seq: int) -> bytes:
     extras = _extras(record)
     if extras:
         doc["attributes"] = {str(k): _json_extra(v) for k, v in extras.items()}
-    return b"".join((static, orjson.dumps(doc)[1:-1], enc._json_producer, b"%d}}" % seq))
+    return b"".join((static, orjson.dumps(doc)[1:-1], enc._json_producer))
+
+
+def _json_tail(seq: int) -> bytes:
+    """The JSON payload's end: the producer's seq, closing both objects."""
+    return b"%d}}" % seq
 
 
 _JSON_HEAD = b'{"v":%d,' % JSON_VERSION
@@ -608,9 +644,44 @@ def _check_extras(extras: dict[str, Any], lim: Limits) -> tuple[dict[str, Any], 
     return out, dropped
 
 
+# Topics already checked -> the (levelno, name, service) that made them: a record
+# with the same three needs no new topic built. Only entries made by a check
+# that passed, only short topics, at most _TOPICS_LIMIT of them (about 2 MB).
+_TOPICS: dict[bytes, tuple[int, str, str]] = {}
+_TOPICS_LIMIT = 4096
+_TOPICS_MAX_BYTES = 256
+
+
+def _check_topic(topic: bytes | None, attrs: Mapping[str, Any], expected: bytes | None = None) -> None:
+    """Reject a record whose topic is not the one its level, logger and service make."""
+    if topic is None:
+        return
+    if expected is None:
+        fields = (attrs["levelno"], attrs["name"], attrs["service"])
+        if _TOPICS.get(topic) == fields:
+            return
+        expected = make_topic(*fields)
+        if topic == expected and len(topic) <= _TOPICS_MAX_BYTES:
+            if len(_TOPICS) >= _TOPICS_LIMIT:
+                _TOPICS.clear()
+            _TOPICS[topic] = fields
+    if topic != expected:
+        raise MalformedRecord(
+            f"topic {topic[:60]!r} does not match the record: its level, logger and service "
+            f"make the topic {expected[:60]!r}"
+        )
+
+
 def _finish(
-    attrs: dict[str, Any], extras: dict[str, Any], size: int, lim: Limits, producer_id: int, seq: int
+    attrs: dict[str, Any],
+    extras: dict[str, Any],
+    size: int,
+    lim: Limits,
+    producer_id: int,
+    seq: int,
+    topic: bytes | None,
 ) -> Decoded:
+    _check_topic(topic, attrs)  # before the caps: the topic was made from the names in full
     cuts = 0
     if extras:
         extras, cuts = _check_extras(extras, lim)
@@ -690,7 +761,7 @@ def _pb_attrs(m: Any) -> dict[str, Any]:
     }
 
 
-def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
+def _decode_protobuf(payload: bytes, lim: Limits, topic: bytes | None = None) -> Decoded:
     try:
         m = _PB_FROM(payload[1:])
     except Exception as exc:  # google.protobuf.message.DecodeError and kin
@@ -703,7 +774,7 @@ def _decode_protobuf(payload: bytes, lim: Limits) -> Decoded:
     attrs = _pb_attrs(m)
     extras = {k: _pb_value(v) for k, v in m.attributes.items()} if m.attributes else {}
     _learn_static(payload)
-    return _finish(attrs, extras, len(payload), lim, m.producer.producer_id, seq)
+    return _finish(attrs, extras, len(payload), lim, m.producer.producer_id, seq, topic)
 
 
 # ---- the fast path for the layout our encoder writes ------------------------------
@@ -723,8 +794,8 @@ _STATIC_LIMIT = 4096
 # Blocks are attacker-controlled bytes: only ordinary-sized ones are kept, so the
 # cache stays within a few MB (a typical block is 100 to 300 bytes).
 _STATIC_MAX_BYTES = 1024
-# STATIC bytes -> (attributes without the per-record ones, producer_id)
-_STATIC_ATTRS: dict[bytes, tuple[dict[str, Any], int]] = {}
+# STATIC bytes -> (attributes without the per-record ones, producer_id, the topic they make)
+_STATIC_ATTRS: dict[bytes, tuple[dict[str, Any], int, bytes]] = {}
 
 
 def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -771,7 +842,7 @@ def _split_fast(payload: bytes) -> tuple[int, int, int, int] | None:
     return body, body_end, tail, seq
 
 
-def _decode_protobuf_fast(payload: bytes, lim: Limits) -> Decoded | None:
+def _decode_protobuf_fast(payload: bytes, lim: Limits, topic: bytes | None = None) -> Decoded | None:
     parts = _split_fast(payload)
     if parts is None:
         return None
@@ -779,6 +850,8 @@ def _decode_protobuf_fast(payload: bytes, lim: Limits) -> Decoded | None:
     cached = _STATIC_ATTRS.get(payload[body_end:seq_start])
     if cached is None:
         return None
+    if topic is not None and topic != cached[2]:
+        _check_topic(topic, cached[0], cached[2])
     try:
         msg = payload[body:body_end].decode()
     except UnicodeDecodeError:
@@ -825,7 +898,12 @@ def _learn_static(payload: bytes) -> None:
         return
     if len(_STATIC_ATTRS) >= _STATIC_LIMIT:
         _STATIC_ATTRS.clear()
-    _STATIC_ATTRS[static] = (_pb_attrs(m), m.producer.producer_id)
+    attrs = _pb_attrs(m)
+    _STATIC_ATTRS[static] = (
+        attrs,
+        m.producer.producer_id,
+        make_topic(attrs["levelno"], attrs["name"], attrs["service"]),
+    )
 
 
 # JSON field checks: wire name -> (record attribute, accepted types, nullable, default)
@@ -910,7 +988,7 @@ def _json_exceptions(exceptions: object) -> list[dict[str, str]] | None:
     return chain or None
 
 
-def _decode_json(payload: bytes, lim: Limits) -> Decoded:
+def _decode_json(payload: bytes, lim: Limits, topic: bytes | None = None) -> Decoded:
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -940,13 +1018,13 @@ def _decode_json(payload: bytes, lim: Limits) -> Decoded:
         extras = {}
     elif not isinstance(extras, dict):
         raise MalformedRecord("field 'attributes' must be an object")
-    return _finish(attrs, extras, len(payload), lim, producer_id, attrs["seq"])
+    return _finish(attrs, extras, len(payload), lim, producer_id, attrs["seq"], topic)
 
 
 _DEFAULT_LIMITS = Limits()
 
 
-def decode(payload: bytes, limits: Limits | None = None) -> Decoded:
+def decode(payload: bytes, limits: Limits | None = None, topic: bytes | None = None) -> Decoded:
     """Rehydrate one payload of either codec into a :class:`logging.LogRecord`.
 
     Raises :class:`MalformedRecord` for anything that is not a complete, safe
@@ -956,6 +1034,11 @@ def decode(payload: bytes, limits: Limits | None = None) -> Decoded:
     digits), ``seq`` and ``exceptions`` (a list of ``{"type", "message",
     "relation"}`` dicts, or None). An extra named like a fabric attribute
     arrives as ``extra_<name>``.
+
+    With ``topic`` (the bytes before the payload in a message), a record whose
+    level bucket, logger or service does not make exactly that topic (see
+    :func:`fabric.topic.make_topic`) is rejected too: a topic is what
+    subscriptions and gap tracking rely on, so it must follow from the record.
     """
     if not payload:
         raise MalformedRecord("empty payload")
@@ -963,9 +1046,9 @@ def decode(payload: bytes, limits: Limits | None = None) -> Decoded:
     first = payload[0]
     try:
         if first == PROTOBUF_V1:
-            return _decode_protobuf_fast(payload, lim) or _decode_protobuf(payload, lim)
+            return _decode_protobuf_fast(payload, lim, topic) or _decode_protobuf(payload, lim, topic)
         if first == 0x7B:  # "{"
-            return _decode_json(payload, lim)
+            return _decode_json(payload, lim, topic)
     except MalformedRecord:
         raise
     except (RecursionError, MemoryError, ValueError, TypeError, KeyError, OverflowError) as exc:

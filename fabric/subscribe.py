@@ -12,12 +12,12 @@ from typing import Literal
 import zmq
 
 from fabric import _sockets
-from fabric._intake import Intake, open_socket, sees_whole_stream
+from fabric._intake import GapNotice, Intake, open_socket, sees_whole_stream
 from fabric.codec import Limits
 from fabric.curve import CurveKeys, HandshakeWatch, client_keys
 from fabric.discovery import Endpoints, Resolver
 
-__all__ = ["Subscription", "subscribe"]
+__all__ = ["GapNotice", "Subscription", "subscribe"]
 
 
 def subscribe(
@@ -37,8 +37,11 @@ def subscribe(
 ) -> Subscription:
     """Return an iterator of remote records as :class:`logging.LogRecord` objects.
 
-    Filtering and safety are those of :class:`fabric.ZmqListener`; gap notices
-    (logger ``logfabric.gaps``) come in line. Iteration ends when no record has
+    Filtering and safety are those of :class:`fabric.ZmqListener`. Gap notices
+    come in line, before the record that revealed the loss, for the streams the
+    filter wants; they are :class:`GapNotice` instances (logger
+    ``logfabric.gaps``), which a remote record can never be, so test with
+    ``isinstance(record, GapNotice)``, not by name. Iteration ends when no record has
     arrived for ``timeout`` seconds (``None``: never). The socket opens here, so
     a bad endpoint raises at once; it closes when iteration ends, on
     :meth:`Subscription.close`, or at the end of a ``with`` block.
@@ -97,7 +100,7 @@ class Subscription(Iterator[logging.LogRecord]):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: received, malformed, filtered, gaps, truncated, errors."""
+        """Counters: received, malformed, filtered, gaps, resyncs, truncated, errors."""
         return self.intake.stats
 
     @property

@@ -9,18 +9,20 @@ stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
 import string
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import orjson
 
 from fabric import _intake
+from fabric._intake import GapNotice
 from fabric.codec import FABRIC_ATTRIBUTES
 from fabric.config import ConfigError, apply_logging_config, load_logging_config
 from fabric.listener import _route
@@ -31,8 +33,17 @@ __all__ = ["SafeFormatter", "main", "to_json"]
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5558"
 DEFAULT_FORMAT = "%(asctime)s %(service)s %(levelname)-8s %(name)s: %(message)s"
 
-# C0 and C1 control characters (and DEL): never written raw to a terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Never written raw to a terminal: C0 and C1 control characters (and DEL), and
+# every Unicode format character and line or paragraph separator (categories
+# Cf, Zl, Zp as of Unicode 15.1): bidi overrides, embeddings and isolates
+# (U+202A-U+202E, U+2066-U+2069, U+200E/F, U+061C), zero-width characters
+# (U+200B-U+200D, U+2060, U+FEFF), U+2028/U+2029, invisible tag characters.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
 _COLORS = {
     "DEBUG": "\x1b[36m",
@@ -44,11 +55,22 @@ _COLORS = {
 _RESET = "\x1b[0m"
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# What a line in the fallback layout shows (the default format's fields).
+_FALLBACK = ("service", "levelname", "name", "msg")
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escape(text: str) -> str:
-    """Make remote text safe for one terminal line: control characters become visible escapes."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    """Make remote text safe for one terminal line: control and format characters become visible escapes."""
+    return _CONTROL.sub(_visible, text)
 
 
 def _field_names(fmt: str, style: logging.PercentStyle) -> frozenset[str]:
@@ -69,21 +91,49 @@ def _block(text: str) -> str:
 
 
 class SafeFormatter(logging.Formatter):
-    """A Formatter for untrusted records: escapes control characters, marks traceback lines.
+    """A Formatter for untrusted records: escapes control characters, marks traceback lines, never raises.
 
     The record itself is not changed; a shallow copy is formatted. ``color``
-    wraps the level name in ANSI colours.
+    wraps the level name in ANSI colours. A record the format cannot render
+    (``%d`` of a field that is missing or None, an extra nested too deep for
+    ``str``) comes out in the default layout, marked so in its line, and is
+    counted in :attr:`fallbacks`.
     """
 
     def __init__(self, *args: Any, color: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.color = color
+        self.fallbacks = 0
+        """Records rendered in the fallback layout because the format failed on them."""
         # Remote records differ in their extras: a field the format names but
         # a record lacks renders as "-" instead of failing the whole line.
         self._wanted = _field_names(self._fmt or "", self._style) - {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format a sanitised copy of ``record``."""
+        """Format a sanitised copy of ``record`` (in the fallback layout if the format fails on it)."""
+        safe = self._sanitised(record)
+        try:
+            return super().format(safe)
+        except Exception as exc:
+            self.fallbacks += 1
+            return self._fallback(safe, exc)
+
+    def _fallback(self, safe: logging.LogRecord, error: Exception) -> str:
+        d = safe.__dict__
+        try:
+            when = self.formatTime(safe, self.datefmt)
+        except Exception:
+            when = "-"
+        service, levelname, name, message = (d.get(k) if isinstance(d.get(k), str) else "-" for k in _FALLBACK)
+        note = escape(f"({type(error).__name__}: {error})"[:300])
+        lines = [
+            f"{when} {service} {levelname:<8} {name}: {message} "
+            f"[logfabric: the format failed on this record {note}; shown in the fallback form]"
+        ]
+        lines.extend(d[k] for k in ("exc_text", "stack_info") if isinstance(d.get(k), str))
+        return "\n".join(lines)
+
+    def _sanitised(self, record: logging.LogRecord) -> logging.LogRecord:
         safe = logging.makeLogRecord({})
         attrs = {k: escape(v) if isinstance(v, str) else v for k, v in record.__dict__.items()}
         attrs["msg"] = escape(record.getMessage())
@@ -98,7 +148,7 @@ class SafeFormatter(logging.Formatter):
         for name in self._wanted - attrs.keys():
             attrs[name] = "-"
         safe.__dict__ = attrs
-        return super().format(safe)
+        return safe
 
     def formatStack(self, stack_info: str) -> str:
         """Stack text was already escaped and marked in :meth:`format`."""
@@ -106,7 +156,18 @@ class SafeFormatter(logging.Formatter):
 
 
 def to_json(record: logging.LogRecord) -> bytes:
-    """One JSON object for ``record``: the usual fields, the fabric's, and the extras."""
+    """One JSON object for ``record``: the usual fields, the fabric's, and the extras.
+
+    A gap notice (:class:`fabric.subscribe.GapNotice`) carries ``"notice"`` (its kind);
+    a remote extra of that name, or named ``"fallback"``, is written as
+    ``"extra_notice"`` (``"extra_fallback"``), so no remote record can pass for
+    a notice or a fallback line. Raises ``TypeError`` for an extra orjson
+    cannot write (nested more than 254 levels deep).
+    """
+    return orjson.dumps(_json_doc(record, record.__dict__.items()), default=repr, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _json_doc(record: logging.LogRecord, extras: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     d = record.__dict__
     doc: dict[str, Any] = {
         "name": record.name,
@@ -128,10 +189,70 @@ def to_json(record: logging.LogRecord) -> bytes:
     }
     for key in FABRIC_ATTRIBUTES - {"service", "host"}:
         doc[key] = d.get(key)
-    for key, value in d.items():
+    if isinstance(record, GapNotice):
+        doc["notice"] = d.get("kind", "gap")
+    for key, value in extras:
+        if key in _RESERVED:
+            key = f"extra_{key}"
         if key not in _STANDARD and key not in doc:
             doc[key] = value
-    return orjson.dumps(doc, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    return doc
+
+
+# Keys of a JSON line that only the tail itself writes.
+_RESERVED = frozenset({"notice", "fallback"})
+
+
+def _fallback_json(record: logging.LogRecord, error: BaseException) -> bytes:
+    """A JSON line for a record :func:`to_json` could not write: each extra orjson cannot write is replaced."""
+    extras = []
+    for key, value in record.__dict__.items():
+        if key in _STANDARD:
+            continue
+        try:
+            orjson.dumps([value], default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except Exception as exc:  # nested too deep, or a repr() that fails
+            value = f"<not shown: {type(exc).__name__}: {exc}>"[:200]
+        extras.append((key, value))
+    try:
+        doc = _json_doc(record, extras)
+    except Exception:  # a record broken beyond its extras: keep what is plainly text
+        doc = {k: v for k in ("name", "levelname", "msg") if isinstance(v := record.__dict__.get(k), str)}
+    doc["fallback"] = f"logfabric tail could not write this record as is: {type(error).__name__}: {error}"[:300]
+    try:
+        return orjson.dumps(doc, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    except Exception:
+        return orjson.dumps({"fallback": doc["fallback"]})
+
+
+class _Printer:
+    """Writes each record to stdout as a text or JSON line; one that cannot be written as is
+    comes out in a fallback form, marked so in its line, and is counted in :attr:`fallbacks`.
+    """
+
+    def __init__(self, out: TextIO, json_lines: bool, formatter: SafeFormatter) -> None:
+        self.out = out
+        self.json_lines = json_lines
+        self.formatter = formatter
+        self._json_fallbacks = 0
+
+    @property
+    def fallbacks(self) -> int:
+        """Records shown in a fallback form."""
+        return self._json_fallbacks + self.formatter.fallbacks
+
+    def show(self, record: logging.LogRecord) -> None:
+        if not self.json_lines:
+            self.out.write(self.formatter.format(record) + "\n")
+            self.out.flush()
+            return
+        try:
+            line = to_json(record)
+        except Exception as exc:  # an extra nested deeper than orjson writes
+            self._json_fallbacks += 1
+            line = _fallback_json(record, exc)
+        self.out.buffer.write(line + b"\n")
+        self.out.buffer.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``logfabric tail``; return the exit status."""
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        # A terminal or pipe that cannot encode a character (PYTHONIOENCODING=ascii,
+        # a Latin-1 locale) shows it as an escape instead of ending the tail.
+        out.reconfigure(errors="backslashreplace")
     endpoints = args.endpoints or [os.environ.get("LOGFABRIC_SUBSCRIBE") or DEFAULT_ENDPOINT]
     try:
         pattern = re.compile(args.grep) if args.grep else None
@@ -218,21 +343,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     if args.utc:
         formatter.converter = time.gmtime
+    printer = _Printer(out, args.output == "json", formatter)
     shown = 0
     try:
         for record in records:
-            gap = record.name == _intake.GAP_LOGGER
-            if pattern is not None and not gap and not pattern.search(record.getMessage()):
+            notice = isinstance(record, GapNotice)  # made here, never by a remote peer
+            if pattern is not None and not notice and not pattern.search(record.getMessage()):
                 continue
             if config is not None:
                 _route(record.name).handle(record)
-            elif args.output == "json":
-                out.buffer.write(to_json(record) + b"\n")
-                out.buffer.flush()
             else:
-                out.write(formatter.format(record) + "\n")
-                out.flush()
-            if not gap:
+                printer.show(record)
+            if not notice:
                 shown += 1
                 if args.count is not None and shown >= args.count:
                     break
@@ -248,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.shutdown()
     s = records.stats
     print(
-        f"logfabric tail: received {s['received']}, shown {shown}, gaps {s['gaps']}, malformed {s['malformed']}",
+        f"logfabric tail: received {s['received']}, shown {shown}, gaps {s['gaps']}, malformed {s['malformed']}, "
+        f"fallback {printer.fallbacks}",
         file=sys.stderr,
     )
     return 0

@@ -8,7 +8,10 @@ libzmq (and, through a broker, upstream at the producer) instead of in Python::
 ``BUCKET`` is one ASCII digit, ``min(levelno // 10, 9)`` (``0`` for negative
 levels); ``LOGGER`` is ``record.name``; ``SERVICE`` is the producer's service
 name. NUL bytes inside a name are replaced by ``?`` so the terminator stays
-unambiguous. See ``docs/topics.md`` for the full grammar and examples.
+unambiguous, and a lone surrogate is written as its backslash escape, the way
+the codec writes it into the payload, so the topic always follows from the
+record. A topic is at most :data:`MAX_TOPIC` bytes. See ``docs/topics.md`` for
+the full grammar and examples.
 
 A filter subscribes to the cross product of:
 
@@ -26,25 +29,42 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["bucket", "join_message", "level_buckets", "make_topic", "matches", "split_message", "subscriptions"]
+__all__ = [
+    "MAX_TOPIC",
+    "bucket",
+    "join_message",
+    "level_buckets",
+    "make_topic",
+    "matches",
+    "split_message",
+    "subscriptions",
+]
 
 _DIGITS = b"0123456789"
+_BUCKETS = tuple(bytes([_DIGITS[min(n // 10, 9)]]) for n in range(100))
+
+#: The longest topic, in bytes, that receivers accept: a bucket byte, a NUL and
+#: 4,094 bytes of logger and service names together. A subscription is a topic
+#: prefix, so none needs more (a subscription message is one flag byte more).
+MAX_TOPIC = 4096
 
 
 def bucket(levelno: int) -> bytes:
     """Return the one-byte level bucket of ``levelno``."""
-    if levelno < 0:
-        return b"0"
-    return _DIGITS[min(levelno // 10, 9) : min(levelno // 10, 9) + 1]
+    if 0 <= levelno < 100:
+        return _BUCKETS[levelno]
+    return b"0" if levelno < 0 else b"9"
 
 
 def _clean(name: str) -> bytes:
-    return name.replace("\x00", "?").encode("utf-8", "surrogateescape")
+    # backslashreplace, as the codec's scrubbing does: the topic of a record
+    # whose name holds a lone surrogate then matches the name in its payload.
+    return name.replace("\x00", "?").encode("utf-8", "backslashreplace")
 
 
 def make_topic(levelno: int, name: str, service: str) -> bytes:
     """Build the topic bytes for one record."""
-    return bucket(levelno) + _clean(name) + b"\x00" + _clean(service)
+    return b"%s%s\x00%s" % (bucket(levelno), _clean(name), _clean(service))
 
 
 def join_message(topic: bytes, payload: bytes) -> bytes:
@@ -80,6 +100,8 @@ def subscriptions(
     """Return the SUB prefixes that select ``level``, ``loggers`` and ``services``.
 
     The result is a superset of what matches: :func:`matches` finishes the job.
+    Raises ValueError for a prefix longer than :data:`MAX_TOPIC` (it could
+    never match, and brokers refuse such subscriptions).
     """
     buckets = level_buckets(level)
     loggers = [name for name in loggers]
@@ -98,6 +120,13 @@ def subscriptions(
             else:
                 prefixes.append(stem + b"\x00")
             prefixes.append(stem + b".")
+    for prefix in prefixes:
+        if len(prefix) > MAX_TOPIC:
+            raise ValueError(
+                f"filter too long: the subscription {prefix[:40]!r}... is {len(prefix)} bytes, and a topic "
+                f"(level bucket, logger, NUL, service) is at most {MAX_TOPIC} bytes; "
+                "use shorter logger or service names"
+            )
     return prefixes
 
 

@@ -18,7 +18,7 @@ from fabric.topic import join_message, split_message, subscriptions
 
 def json_doc(craft, **changes: object) -> dict[str, object]:
     """A valid JSON-codec record document, with ``changes`` applied."""
-    doc = orjson.loads(Encoder(craft.identity, "json").encode(craft.record("raw.json", "valid"), 1))
+    doc = orjson.loads(Encoder(craft.identity, "json").encode(craft.record("raw.poison", "valid"), 1))
     doc.update(changes)
     return doc
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabric.topic import bucket, level_buckets, make_topic, matches, subscriptions
+from fabric import codec
+from fabric.topic import MAX_TOPIC, bucket, level_buckets, make_topic, matches, subscriptions
 
 ALL_BUCKETS = [str(d).encode() for d in range(10)]
+IDENTITY = codec.ProducerIdentity("svc", "host", 1, 7)
 
 
 def covered(topic: bytes, prefixes: list[bytes]) -> bool:
@@ -62,10 +66,14 @@ class TestMakeTopic:
         """Names are UTF-8 encoded."""
         assert make_topic(40, "café", "服务") == b"4caf\xc3\xa9\x00" + "服务".encode()
 
-    def test_surrogateescape_names(self) -> None:
-        """A name decoded with surrogateescape (an undecodable file name) round-trips to its original bytes."""
-        name = b"mod\xff".decode("utf-8", "surrogateescape")
-        assert make_topic(10, name, "s") == b"1mod\xff\x00s"
+    @pytest.mark.parametrize("name", [b"mod\xff".decode("utf-8", "surrogateescape"), "mod\ud800", "\udfff"])
+    def test_lone_surrogates_are_written_as_the_payload_writes_them(self, name: str) -> None:
+        """A lone surrogate becomes its backslash escape, as in the payload, so the topic follows from the record."""
+        topic = make_topic(10, name, "s\udc80")
+        assert topic == b"1" + name.encode("utf-8", "backslashreplace") + b"\x00s\\udc80"
+        payload = codec.encode(logging.makeLogRecord({"name": name, "levelno": 10, "msg": "m"}), IDENTITY, 1)
+        decoded = codec.decode(payload).record
+        assert make_topic(decoded.levelno, decoded.name, decoded.service) == make_topic(10, name, IDENTITY.service)
 
     def test_custom_level(self) -> None:
         """Custom levels land in the bucket of their decade."""
@@ -180,6 +188,31 @@ class TestSubscriptions:
         assert subs == [b"5app\x00api", b"5app.", b"6app\x00api", b"6app."] + [
             p for d in b"789" for p in (bytes([d]) + b"app\x00api", bytes([d]) + b"app.")
         ]
+
+
+class TestTopicLength:
+    def test_cap_is_the_grammar_with_4094_bytes_of_names(self) -> None:
+        """MAX_TOPIC is 4096: a bucket byte, a NUL and 4,094 bytes of logger and service names."""
+        assert MAX_TOPIC == 4096
+        assert len(make_topic(20, "a" * 4000, "s" * 94)) == MAX_TOPIC
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"loggers": ["a" * 4095]},
+            {"loggers": ["app"], "services": ["s" * 4092]},
+            {"level": 40, "loggers": ["é" * 2048]},
+        ],
+    )
+    def test_a_filter_longer_than_a_topic_is_refused(self, kwargs: dict[str, object]) -> None:
+        """A subscription that no topic could match (and a broker would refuse) is a clear ValueError."""
+        with pytest.raises(ValueError, match=r"at most 4096 bytes"):
+            subscriptions(**kwargs)  # type: ignore[arg-type]
+
+    def test_the_longest_filter_that_fits_is_accepted(self) -> None:
+        """A prefix of exactly MAX_TOPIC bytes is still a valid subscription."""
+        subs = subscriptions(level=50, loggers=["a" * 4093], services=["s"])
+        assert max(len(p) for p in subs) == MAX_TOPIC
 
 
 class TestMatches:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.wire import Wire
+from tests.fuzz.framing import TopicWire
 
 
 @pytest.fixture(scope="session")
-def fuzz_wire() -> Wire:
-    """Capture one message of a real ZmqHandler and find where its payload starts."""
-    return Wire.learn(service="fuzz-wire", name="fuzz.wire")
+def fuzz_wire() -> TopicWire:
+    """Capture one message of a real ZmqHandler and find where its payload starts (and its topic)."""
+    return TopicWire.learn(service="fuzz-wire", name="fuzz.wire")

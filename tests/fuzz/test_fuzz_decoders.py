@@ -3,7 +3,9 @@
 Whatever comes in, ``fabric.decode`` either raises ``MalformedRecord`` or
 returns a record that is safe to hand to any handler: the standard attributes
 have their documented types, nothing shadows a ``LogRecord`` method, the
-message is inert (``args == ()``) and every text field respects its cap.
+message is inert (``args == ()``) and every text field respects its cap. Given
+the topic a message carried, it accepts a record only under the topic that
+record's level, logger and service make.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 import fabric
 from fabric.codec import Limits, ProducerIdentity
+from fabric.topic import make_topic
 
 IDENTITY = ProducerIdentity("fuzz", "fuzz-host", 4242, 0x0123456789ABCDEF)
 LIMITS = Limits(message=2000, traceback=2000, field=300, extras=8, extra_value=500)
@@ -82,13 +85,15 @@ def mutated(draw: st.DrawFn, payload: bytes) -> bytes:
     return bytes(data)
 
 
-def check_safe(payload: bytes) -> None:
-    """Decode ``payload``: MalformedRecord, or a record every handler can use safely."""
+def check_safe(payload: bytes, topic: bytes | None = None) -> None:
+    """Decode ``payload`` (under ``topic``): MalformedRecord, or a record every handler can use safely."""
     try:
-        decoded = fabric.decode(payload, LIMITS)
+        decoded = fabric.decode(payload, LIMITS, topic)
     except fabric.MalformedRecord:
         return
     record = decoded.record
+    if topic is not None:
+        assert topic == make_topic(record.levelno, record.name, record.__dict__["service"])
     assert isinstance(record, logging.LogRecord)
     assert type(record.levelno) is int and isinstance(record.levelname, str)
     assert isinstance(record.name, str) and isinstance(record.msg, str)
@@ -115,6 +120,13 @@ def test_arbitrary_bytes(payload: bytes) -> None:
     check_safe(payload)
 
 
+@given(st.binary(max_size=2000), st.binary(max_size=60))
+@SETTINGS
+def test_arbitrary_bytes_under_arbitrary_topics(payload: bytes, topic: bytes) -> None:
+    """Arbitrary payloads under arbitrary topics never raise anything but MalformedRecord."""
+    check_safe(payload, topic)
+
+
 @given(st.sampled_from([b"\x01", b"{"]), st.binary(max_size=2000))
 @SETTINGS
 def test_arbitrary_bytes_behind_each_codec_tag(tag: bytes, body: bytes) -> None:
@@ -130,6 +142,24 @@ def test_mutated_payloads_of_generated_records(record: logging.LogRecord, codec:
     check_safe(payload)  # unmutated, it decodes (possibly capped)
     fabric.decode(payload, LIMITS)
     check_safe(data.draw(mutated(payload)))
+
+
+@given(record=records(), codec=st.sampled_from(["protobuf", "json"]), data=st.data())
+@SETTINGS
+def test_only_the_records_own_topic_is_accepted(record: logging.LogRecord, codec: str, data: Any) -> None:
+    """A generated record decodes under the topic its producer made, and under no other bytes."""
+    payload = fabric.encode(record, IDENTITY, 7, codec)  # type: ignore[arg-type]
+    own = make_topic(record.levelno, record.name, IDENTITY.service)
+    assert fabric.decode(payload, LIMITS, own).seq == 7
+    other = data.draw(st.binary(max_size=60) | mutated(own))
+    if other != own:
+        try:
+            fabric.decode(payload, LIMITS, other)
+        except fabric.MalformedRecord as exc:
+            assert "does not match the record" in str(exc)
+        else:
+            raise AssertionError(f"accepted under the topic {other!r}; its own is {own!r}")
+    check_safe(data.draw(mutated(payload)), own)
 
 
 _JSON_KEYS = [

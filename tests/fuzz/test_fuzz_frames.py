@@ -2,10 +2,15 @@
 
 Batches of arbitrary multipart messages (random frames, random payloads in the
 real framing, mutated and valid records at any level) go over TCP into a
-``ZmqListener`` and into a ``subscribe()`` iterator. After each batch a valid
-sentinel record is sent; once it has arrived, every message of the batch must
-be accounted for: ``received + malformed + filtered`` grew by exactly the
-number of messages sent, and nothing was counted as an error.
+``ZmqListener`` and into a ``subscribe()`` iterator. The attacker's view is
+drawn too: valid records under forged or damaged topics, producer ids taken
+from a small pool (the sentinel's among them) and sequence numbers from 1 to
+2**64 - 1, so streams collide, jump, go back and resynchronise; records that
+pretend to be gap notices. After each batch a valid sentinel record is sent;
+once it has arrived, every message of the batch must be accounted for:
+``received + malformed + filtered`` grew by exactly the number of messages
+sent, nothing was counted as an error, and only notices the subscriber made
+itself are :class:`fabric.GapNotice` instances.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fabric
+from fabric._intake import REORDER_WINDOW, GapNotice
 from fabric.codec import ProducerIdentity
+from fabric.topic import MAX_TOPIC, make_topic
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,31 +43,73 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 COUNTED = ("received", "malformed", "filtered")
+# Producer ids and sequence numbers as an attacker picks them: collisions with
+# each other and with the sentinel, and the edges of the range.
+PRODUCER_IDS = st.sampled_from([0, 1, FUZZER.producer_id, SENTINEL.producer_id, 2**64 - 1]) | st.integers(0, 2**64 - 1)
+SEQS = st.sampled_from([1, 2, 3, REORDER_WINDOW, REORDER_WINDOW + 2, 2**63, 2**64 - 1]) | st.integers(1, 2**64 - 1)
 _sentinels = itertools.count(1)
 
 
-def payload(name: str, level: int, msg: str, seq: int, codec: str, identity: ProducerIdentity = FUZZER) -> bytes:
+def payload(
+    name: str,
+    level: int,
+    msg: str,
+    seq: int,
+    codec: str,
+    identity: ProducerIdentity = FUZZER,
+    **extra: object,
+) -> bytes:
     record = logging.LogRecord(name, level, "/fuzz.py", 1, msg, (), None)
     # fixed clocks and ids: the same draws must give the same bytes
     record.created, record.msecs, record.relativeCreated, record.thread, record.process = 1.7e9, 0.0, 0.0, 1, 1
+    record.__dict__.update(extra)
     return fabric.encode(record, identity, seq, codec)  # type: ignore[arg-type]
+
+
+@st.composite
+def hostile_topics(draw: st.DrawFn, right: bytes) -> bytes:
+    """A topic that is not ``right``: random, damaged, another bucket, too long, or missing its NUL."""
+    kind = draw(st.sampled_from(["random", "damaged", "bucket", "long", "no-nul"]))
+    if kind == "random":
+        return draw(st.binary(max_size=40).filter(lambda b: b.count(b"\x00") == 1))
+    if kind == "damaged":
+        at = draw(st.integers(0, len(right) - 1))
+        return right[:at] + bytes([(right[at] + draw(st.integers(1, 255))) % 256]) + right[at + 1 :]
+    if kind == "bucket":
+        return bytes([0x30 + (right[0] - 0x30 + draw(st.integers(1, 9))) % 10]) + right[1:]
+    if kind == "long":
+        return right + b"x" * (MAX_TOPIC + 1 - len(right))
+    return right.replace(b"\x00", b"?")
 
 
 @st.composite
 def messages(draw: st.DrawFn, wire: Any) -> list[bytes]:
     """One multipart message of any shape a peer could send."""
-    kind = draw(st.sampled_from(["frames", "payload", "valid", "mutated"]))
+    kind = draw(st.sampled_from(["frames", "payload", "valid", "mutated", "topic", "notice"]))
     if kind == "frames":
         return draw(st.lists(st.binary(max_size=200), min_size=1, max_size=4))
     if kind == "payload":
         return list(wire.message(draw(st.binary(max_size=300))))
-    valid = payload(
-        draw(st.text(max_size=20)),
-        draw(st.integers(-10, 120)),
-        draw(st.text(max_size=100)),
-        draw(st.integers(1, 2**64 - 1)),
-        draw(st.sampled_from(["protobuf", "json"])),
+    identity = ProducerIdentity(
+        draw(st.sampled_from([FUZZER.service, SENTINEL.service])), "fuzz-host", 1, draw(PRODUCER_IDS)
     )
+    name = draw(st.text(max_size=20) | st.sampled_from(["fuzz.sentinel", "logfabric.gaps"]))
+    level = draw(st.integers(-10, 120))
+    extra: dict[str, object] = {}
+    if kind == "notice":  # a remote record dressed as a gap notice
+        name, level, extra = "logfabric.gaps", logging.WARNING, {"lost": draw(st.integers(0, 10)), "kind": "gap"}
+    valid = payload(
+        name,
+        level,
+        draw(st.text(max_size=100)),
+        draw(SEQS),
+        draw(st.sampled_from(["protobuf", "json"])),
+        identity,
+        **extra,
+    )
+    if kind == "topic":
+        right = make_topic(level, name, identity.service)
+        return list(wire.under(draw(hostile_topics(right)), valid))
     if kind == "mutated":
         data = bytearray(valid)
         for _ in range(draw(st.integers(1, 4))):
@@ -182,7 +231,10 @@ def test_subscribe_accounts_for_every_message(subscription_link: Any, fuzz_wire:
     text = send_batch(sock, fuzz_wire, batch)
     for record in sub:
         assert isinstance(record, logging.LogRecord)
-        assert record.args == () or record.name == "logfabric.gaps"  # gap notices are built locally
+        if isinstance(record, GapNotice):  # built here: the only records with args
+            assert record.kind in ("gap", "resync") and type(record.lost) is int and record.lost >= 0
+        else:
+            assert record.args == () and type(record) is logging.LogRecord
         record.getMessage()
         if record.name == "fuzz.sentinel" and record.getMessage() == text:
             break

@@ -1,7 +1,10 @@
-"""Scenario 9: poisoned records, format bombs and CR/LF forging, sent as raw frames over a real socket.
+"""Scenario 9: poisoned records, forged topics, format bombs and CR/LF forging, as raw frames over a real socket.
 
 Every message is framed the way real producers frame theirs right now (see
-``Wire`` in conftest.py), so these tests follow a change of frame layout.
+``TopicWire`` in tests/fuzz/framing.py: the layout learnt from a real handler,
+and the topic each record makes), so these tests follow a change of frame
+layout. Topics are input too: a valid payload under a topic it does not make,
+or under one longer than a topic can be, is poison like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import zmq
 import fabric
 from fabric.codec import ProducerIdentity
 from fabric.tail import SafeFormatter
+from fabric.topic import MAX_TOPIC
+from tests.fuzz.framing import TopicWire
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,17 +32,23 @@ IDENTITY = ProducerIdentity("hostile", "evil-host", 666, 0xBADC0FFEE)
 BOMB = "%100000000s"
 
 
+@pytest.fixture(scope="module")
+def rel_wire() -> TopicWire:
+    """The current frame layout, learnt from a real handler, with each payload's own topic."""
+    return TopicWire.learn(service="wire", name="rel.wire")
+
+
 class Crafter:
-    """Valid payloads from a hostile producer, with increasing sequence numbers."""
+    """Valid payloads from a hostile producer, with sequence numbers counted per logger (per topic)."""
 
     def __init__(self) -> None:
-        self.seq = 0
+        self.seqs: dict[str, int] = {}
 
     def payload(self, msg: str, *, name: str = "rel.hostile", codec: str = "protobuf", **attrs: object) -> bytes:
-        self.seq += 1
+        seq = self.seqs[name] = self.seqs.get(name, 0) + 1
         record = logging.LogRecord(name, logging.WARNING, "/evil.py", 1, msg, (), None)
         record.__dict__.update(attrs)
-        return fabric.encode(record, IDENTITY, self.seq, codec)  # type: ignore[arg-type]
+        return fabric.encode(record, IDENTITY, seq, codec)  # type: ignore[arg-type]
 
     def json_doc(self, **changes: object) -> bytes:
         doc = orjson.loads(self.payload("valid json", codec="json"))
@@ -72,6 +83,22 @@ def poisoned_payloads(craft: Crafter) -> dict[str, bytes]:
         "JSON version 2": craft.json_doc(v=2),
         "JSON without required keys": b'{"v": 1}',
         "JSON cut short": craft.json_doc()[:40],
+        "logger name of 10,000 chars (a 10,009-byte topic)": craft.payload("long name", name="n" * 10_000),
+    }
+
+
+def forged_topics(wire: TopicWire) -> dict[str, list[bytes]]:
+    """Valid records (logger rel.hostile, WARNING, service hostile) under topics they do not make."""
+    valid = Crafter().payload("under a forged topic")  # its own seq: rejected records must not open a gap
+    return {
+        "topic of another level bucket": wire.under(b"5rel.hostile\x00hostile", valid),
+        "topic of another logger": wire.under(b"3rel.victim\x00hostile", valid),
+        "topic of a logger prefix": wire.under(b"3rel\x00hostile", valid),
+        "topic of another service": wire.under(b"3rel.hostile\x00victim", valid),
+        "topic of a service prefix": wire.under(b"3rel.hostile\x00host", valid),
+        "topic with a trailing byte": wire.under(b"3rel.hostile\x00hostile?", valid),
+        "topic without a bucket": wire.under(b"rel.hostile\x00hostile", valid),
+        "topic padded past the cap": wire.under(b"3rel.hostile\x00hostile" + b" " * MAX_TOPIC, valid),
     }
 
 
@@ -96,6 +123,7 @@ def test_poisoned_records_are_counted_capped_and_survived(
     craft = Crafter()
     try:
         poison = {k: rel_wire.message(v) for k, v in poisoned_payloads(craft).items()}
+        poison.update(forged_topics(rel_wire))
         good = rel_wire.message(craft.payload("good"))
         poison["three frames"] = [*good, b"extra"]
         poison["four frames of garbage"] = [b"a", b"b", b"c", b"d"]
@@ -105,7 +133,7 @@ def test_poisoned_records_are_counted_capped_and_survived(
         hostile = {
             "huge message": craft.payload("m" * 600_000),
             "100 extras": craft.payload("extras", **{f"x{i}": i for i in range(100)}),
-            "huge logger name": craft.payload("long name", name="n" * 10_000),
+            "longest logger name a topic holds": craft.payload("long name", name="n" * (MAX_TOPIC - 9)),
             "huge exc_text (json)": craft.payload("tb", codec="json", exc_text="T" * 300_000),
             "CR/LF forging": craft.payload(forged, exc_text="Traceback\nCRITICAL root: forged too"),
             "format bomb message": craft.payload(BOMB),
@@ -134,13 +162,13 @@ def test_poisoned_records_are_counted_capped_and_survived(
     assert stats["errors"] == 0 and stats["gaps"] == 0, stats
     assert listener._thread is not None and listener._thread.is_alive()
     assert diag.count("logfabric.listener") == 1, "malformed diagnostics must be rate-limited"
-    # caps: 1 message, 36 extras, 1 name, 1 exc_text
-    assert stats["truncated"] == 1 + 36 + 1 + 1, stats
+    # caps: 1 message, 36 extras, 1 exc_text
+    assert stats["truncated"] == 1 + 36 + 1, stats
     huge = next(r for r in seen if r.msg.startswith("mmm"))
     assert len(huge.msg) < 131_072 + 100 and huge.msg.endswith("[logfabric: truncated 468928 chars]")
     extras = next(r for r in seen if r.msg == "extras")
     assert sum(1 for k in extras.__dict__ if k.startswith("x") and k[1:].isdigit()) == 64
-    assert len(next(r for r in seen if r.msg == "long name").name) < 4096 + 100
+    assert next(r for r in seen if r.msg == "long name").name == "n" * (MAX_TOPIC - 9)
     # format bombs are inert text: nothing is interpolated, nothing grows
     bomb = next(r for r in seen if r.msg == BOMB)
     assert bomb.args == () and bomb.getMessage() == BOMB

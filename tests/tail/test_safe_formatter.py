@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 
+import orjson
 import pytest
 
-from fabric.tail import SafeFormatter
+from fabric.tail import SafeFormatter, escape
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -47,3 +49,57 @@ class TestMissingFields:
         """SafeFormatter(fmt, datefmt, "{") finds the fields the same way as style="{"."""
         out = SafeFormatter("{user}|{message}", None, "{").format(_record())
         assert out == "-|hello\\r\\nforged"
+
+
+class TestInvisibleCharacters:
+    """Characters that change how a line looks without showing themselves."""
+
+    def test_every_format_and_separator_character_is_escaped(self) -> None:
+        """Every Unicode Cf, Zl and Zp character (bidi, zero-width, tags, U+2028/9) prints as its escape."""
+        invisible = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")]
+        assert len(invisible) > 150
+        for char in invisible:
+            code = ord(char)
+            expected = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            assert escape(f"a{char}b") == f"a{expected}b", hex(code)
+
+    def test_printable_text_is_untouched(self) -> None:
+        """Letters, accents, CJK, emoji and combining marks stay as they are."""
+        text = "café 日本 ☕ 😀 e\u0301 Ωμέγα"
+        assert escape(text) == text
+
+
+class TestFallback:
+    """A record the format cannot render comes out in the default layout, marked, and counted; nothing raises."""
+
+    @pytest.mark.parametrize(
+        ("fmt", "style", "extra"),
+        [
+            ("%(process)d %(message)s", "%", {"process": None}),
+            ("%(user)d %(message)s", "%", {}),
+            ("{process:d} {message}", "{", {"process": None}),
+            ("%(deep)s %(message)s", "%", {"deep": orjson.loads(b"[" * 1000 + b"]" * 1000)}),
+        ],
+    )
+    def test_the_fallback_line_is_marked_and_counted(self, fmt: str, style: str, extra: dict[str, object]) -> None:
+        """The line keeps level, logger and escaped message, says why the format failed, and counts it."""
+        formatter = SafeFormatter(fmt, style=style)
+        out = formatter.format(_record(service="svc", **extra))
+        assert out.startswith(f"{formatter.formatTime(_record())[:10]}")
+        assert " svc INFO     app: hello\\r\\nforged [logfabric: the format failed on this record (" in out
+        assert out.endswith("; shown in the fallback form]") and "\n" not in out
+        assert formatter.fallbacks == 1
+
+    def test_a_traceback_stays_marked_in_the_fallback(self) -> None:
+        """Traceback lines of a fallback record are still escaped continuation lines."""
+        formatter = SafeFormatter("%(process)d %(message)s")
+        out = formatter.format(_record(process=None, exc_text="Traceback\nforged: \x1b[2J"))
+        head, *rest = out.split("\n")
+        assert head.endswith("shown in the fallback form]")
+        assert rest == ["  | Traceback", "  | forged: \\x1b[2J"]
+
+    def test_a_record_that_renders_is_not_counted(self) -> None:
+        """The counter moves only for fallbacks."""
+        formatter = SafeFormatter("%(process)d %(message)s")
+        formatter.format(_record(process=7))
+        assert formatter.fallbacks == 0

@@ -8,7 +8,6 @@ record sent between two printed ones and not printed itself was filtered.
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-SUMMARY = re.compile(r"^logfabric tail: received (\d+), shown (\d+), gaps (\d+), malformed (\d+)$")
+SUMMARY = re.compile(r"^logfabric tail: received (\d+), shown (\d+), gaps (\d+), malformed (\d+), fallback (\d+)$")
 # DEFAULT_FORMAT: "%(asctime)s %(service)s %(levelname)-8s %(name)s: %(message)s"
 DEFAULT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\S+) (\S+) +(\S+): (.*)$")
 IST = 5.5 * 3600  # the offset of TZ=XST-05:30
@@ -37,7 +36,7 @@ def numbers(lines: list[str], pattern: str) -> list[int]:
     return found
 
 
-def summary(stderr: str) -> tuple[int, int, int, int]:
+def summary(stderr: str) -> tuple[int, int, int, int, int]:
     """The counters of the one summary line on stderr."""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one summary line on stderr, got:\n{stderr}"
@@ -254,7 +253,7 @@ class TestFilters:
         assert result.returncode == 0, result.describe()
         assert len(result.lines) == 4, result.describe()
         assert {line.split(" ")[2] for line in result.lines} == {"paid", "refunded"}
-        received, shown, _, _ = summary(result.stderr)
+        received, shown, *_ = summary(result.stderr)
         assert shown == 4
         assert received > shown  # grep runs on received records: the skipped ones were counted as received
 
@@ -263,7 +262,7 @@ class TestCount:
     """--count N: exit 0 after N records, with a one-line summary on stderr."""
 
     def test_exits_after_n_records_with_a_summary(self, tail_cli, tail_producer):
-        """--count 5 prints five consecutive records, exits 0 and reports received/shown/gaps/malformed."""
+        """--count 5 prints five consecutive records, exits 0 and reports received/shown/gaps/malformed/fallback."""
         producer = tail_producer()
         log = producer.logger("app")
         result = tail_cli.start("--count", "5", "-f", "%(message)s").stream(lambda i: log.info("rec %d", i))
@@ -271,7 +270,7 @@ class TestCount:
         got = numbers(result.lines, r"^rec (\d+)$")
         assert len(got) == 5
         assert got == list(range(got[0], got[0] + 5))
-        assert summary(result.stderr) == (5, 5, 0, 0)
+        assert summary(result.stderr) == (5, 5, 0, 0, 0)
 
     def test_console_script_runs_the_tail(self, tail_cli, tail_producer):
         """The installed 'logfabric tail' entry point behaves like python -m fabric.cli tail."""
@@ -298,25 +297,24 @@ class TestCount:
 
     def test_gap_notices_are_printed_counted_and_not_part_of_the_count(self, tail_cli, tail_producer):
         """Lost records show as 'logfabric.gaps' WARNING lines, add to 'gaps', and do not count toward --count."""
-        producer = tail_producer()
+        producer = tail_producer(max_message=4096)
         log = producer.logger("app")
-        handler = producer.handler
-        send, calls = handler.enqueue, itertools.count()
 
-        def every_other(message: object) -> None:
-            if next(calls) % 2 == 0:  # the odd-numbered records are encoded (seq taken) but never sent
-                send(message)
+        def emit(i: int) -> None:
+            if i % 2:
+                log.info("x" * 5000)  # over max_message: not sent, but its sequence number is used
+            else:
+                log.info("rec %d", i)
 
-        handler.enqueue = every_other  # type: ignore[method-assign]
         tail = tail_cli.start("--count", "3", "-f", "%(name)s|%(levelname)s|%(message)s")
-        result = tail.stream(lambda i: log.info("rec %d", i))
+        result = tail.stream(emit)
         assert result.returncode == 0, result.describe()
         assert len(result.lines) == 5, result.describe()
         records, notices = result.lines[0::2], result.lines[1::2]
         assert all(re.fullmatch(rf"{re.escape(log.name)}\|INFO\|rec \d*[02468]", x) for x in records), records
         for notice in notices:
             assert notice.startswith("logfabric.gaps|WARNING|lost 1 record(s) from service "), notice
-        assert summary(result.stderr) == (3, 3, 2, 0)
+        assert summary(result.stderr) == (3, 3, 2, 0, 0)
 
 
 class TestEnding:
@@ -331,7 +329,7 @@ class TestEnding:
         result = tail.finish(timeout=10)
         assert result.returncode == 0, result.describe()
         assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.describe()
-        received, shown, _, _ = summary(result.stderr)
+        received, shown, *_ = summary(result.stderr)
         assert received == shown == len(result.lines) >= 1
 
     @pytest.mark.parametrize("output", ["text", "json"])
@@ -361,7 +359,7 @@ class TestTimeout:
         assert result.returncode == 0, result.describe()
         assert 1.0 <= elapsed < 5.0, f"exited after {elapsed:.2f} s"
         assert result.stdout == b""
-        assert summary(result.stderr) == (0, 0, 0, 0)
+        assert summary(result.stderr) == (0, 0, 0, 0, 0)
 
     def test_records_keep_the_tail_alive(self, tail_cli, tail_producer):
         """The timeout counts from the last record, not from the start: records for 2.5 s keep a 1 s tail running."""
@@ -422,7 +420,7 @@ class TestConfigFile:
         lines = [line for f in files for line in f.read_text().splitlines()]
         got = numbers(lines, r"^record (\d{4}) x{28}$")
         assert got == list(range(got[0], got[0] + 8))
-        assert summary(result.stderr) == (8, 8, 0, 0)
+        assert summary(result.stderr) == (8, 8, 0, 0, 0)
 
     def test_gzip_rotator_from_a_factory(self, tail_cli, tail_producer, tmp_path):
         """A '()' factory handler with the cookbook gzip namer/rotator leaves name.N.gz backups holding the records."""
