@@ -12,6 +12,10 @@ Subscribers::
 
     for record in fabric.subscribe("tcp://broker:5558", loggers=["app.db"]):
         ...
+
+Remote records are untrusted text: write them through :class:`SafeFormatter`
+(``fabric.tail.SafeFormatter``), which escapes control characters and marks
+traceback lines, wherever they end up as text.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from fabric.handler import ZmqHandler
 from fabric.install import install
 from fabric.listener import ZmqListener
 from fabric.subscribe import Subscription, subscribe
+from fabric.tail import SafeFormatter
 
 __all__ = [
     "ConfigError",
@@ -31,6 +36,7 @@ __all__ = [
     "CurveKeys",
     "Limits",
     "MalformedRecord",
+    "SafeFormatter",
     "Subscription",
     "ZmqHandler",
     "ZmqListener",

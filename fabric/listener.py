@@ -71,10 +71,13 @@ class ZmqListener(logging.handlers.QueueListener):
 
     Attributes:
         stats: ``received``, ``malformed``, ``filtered``, ``gaps``,
-            ``truncated``, ``errors`` (local handler failures) and
+            ``resyncs``, ``truncated``, ``errors`` (local handler failures) and
             ``discarded`` (messages :meth:`stop` read but did not handle) counts.
-            A jump in a producer's sequence is reported as a WARNING record on
-            logger ``logfabric.gaps``.
+            A jump in a producer's sequence is reported as a WARNING
+            :class:`fabric.GapNotice` on logger ``logfabric.gaps``, made here
+            (a remote record can never be one) and only for streams the filter
+            wants; a sequence far behind a stream's highest restarts its
+            tracking with a ``resync`` notice.
     """
 
     def __init__(
@@ -121,7 +124,7 @@ class ZmqListener(logging.handlers.QueueListener):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: received, malformed, filtered, gaps, truncated, errors, discarded."""
+        """Counters: received, malformed, filtered, gaps, resyncs, truncated, errors, discarded."""
         return self.intake.stats
 
     @property
