@@ -27,13 +27,14 @@ from fabric.curve import CurveError, CurveKeys
 from fabric.handler import ZmqHandler
 from fabric.install import install
 from fabric.listener import ZmqListener
-from fabric.subscribe import Subscription, subscribe
+from fabric.subscribe import GapNotice, Subscription, subscribe
 from fabric.tail import SafeFormatter
 
 __all__ = [
     "ConfigError",
     "CurveError",
     "CurveKeys",
+    "GapNotice",
     "Limits",
     "MalformedRecord",
     "SafeFormatter",
