@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shlex
+import stat
 import threading
 import time
 from collections import Counter
@@ -46,7 +49,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from broker.config import BrokerConfig, ConfigError
+from broker._subscriptions import PenaltyBox
+from broker.config import ENV_PREFIX, BrokerConfig, ConfigError
 from fabric import curve
 
 __all__ = ["PRODUCER_ROLES", "REASONS", "SUBSCRIBER_ROLES", "AllowList", "BrokerAuth"]
@@ -61,6 +65,7 @@ REASONS = ("unknown_key", "plaintext", "bad_handshake", "aborted")
 
 _LOG_EVERY = 10.0
 _RECHECK_EVERY = 1.0
+_PENALIZED = 300  # the ZAP status, and monitor event value, of a penalized subscriber
 _CRYPTO_ERRORS = frozenset(
     int(getattr(zmq, name))
     for name in (
@@ -78,6 +83,9 @@ _CRYPTO_ERRORS = frozenset(
 def domain_of(role: str) -> str:
     """The ZAP domain of a bound socket."""
     return f"logfabric.{role}"
+
+
+_EGRESS_DOMAIN = domain_of("egress").encode()
 
 
 class AllowList:
@@ -175,13 +183,35 @@ class _Provider:
 
 
 class _Authenticator(ThreadAuthenticator):
-    """pyzmq's ZAP handler thread, remembering each request's peer address for the log."""
+    """pyzmq's ZAP handler thread: remembers each request's peer address, refuses penalized subscribers.
+
+    A new egress connection from an address in ``box`` is refused with status
+    300 (a temporary error: the peer retries later), before any mechanism is
+    looked at.
+    """
 
     address = ""
+    box: PenaltyBox | None = None
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         self.address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else ""
+        box = self.box
+        if box is not None and len(msg) > 3 and msg[2] == _EGRESS_DOMAIN and box.refuses(self.address):
+            reply = [b"1.0", msg[1], b"300", b"penalized: over the subscription budget", b"", b""]
+            self.zap_socket.send_multipart(reply)
+            return
         await super().handle_zap_message(msg)
+
+
+def gate(ctx: zmq.Context[Any], box: PenaltyBox) -> ThreadAuthenticator:
+    """Start a ZAP handler in ``ctx`` for a broker without CURVE (before any socket binds).
+
+    Every NULL handshake passes, except at the egress from an address in ``box``.
+    """
+    auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
+    auth.box = box
+    auth.start()
+    return auth
 
 
 class BrokerAuth:
@@ -189,16 +219,12 @@ class BrokerAuth:
 
     def __init__(self, config: BrokerConfig) -> None:
         assert config.curve_secret_key and config.curve_producers and config.curve_subscribers
+        what = "the broker's secret key"
         try:
-            self.public, self.secret = curve.load_key_pair(config.curve_secret_key, "the broker's secret key")
+            self.public, self.secret = curve.load_key_pair(config.curve_secret_key, what, allow_open=True)
         except curve.CurveError as exc:
             raise ConfigError(str(exc)) from None
-        with contextlib.suppress(OSError):
-            if Path(config.curve_secret_key).stat().st_mode & 0o007:
-                _log.warning(
-                    "the broker's secret key %s is readable by other users: chmod o-rwx it",
-                    config.curve_secret_key,
-                )
+        check_key_mode(config.curve_secret_key, what, "curve_secret_key", config.allow_open_secret_key)
         self.producers = AllowList(config.curve_producers, "producers")
         self.subscribers = AllowList(config.curve_subscribers, "subscribers")
         self.refused: Counter[tuple[str, str]] = Counter()
@@ -207,9 +233,10 @@ class BrokerAuth:
         self._unlogged: Counter[tuple[str, str]] = Counter()
         self._authenticator: _Authenticator | None = None
 
-    def start(self, ctx: zmq.Context[Any]) -> None:
-        """Start the ZAP handler in ``ctx`` (before any CURVE socket binds)."""
+    def start(self, ctx: zmq.Context[Any], box: PenaltyBox) -> None:
+        """Start the ZAP handler in ``ctx`` (before any CURVE socket binds); ``box`` holds penalized subscribers."""
         auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
+        auth.box = box
         auth.start()
         for role in PRODUCER_ROLES:
             auth.configure_curve_callback(domain_of(role), _Provider(self, role, self.producers))
@@ -243,6 +270,8 @@ class BrokerAuth:
         """Count a handshake refused on bound socket ``role`` (a ConnectionMonitor hook)."""
         if role not in PRODUCER_ROLES and role not in SUBSCRIBER_ROLES:
             return
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == _PENALIZED:
+            return  # counted by the penalty box
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             reason = "unknown_key"  # logged with its key by the ZAP callback
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
@@ -288,7 +317,12 @@ class UpstreamWatch:
         """A ConnectionMonitor hook for the ``upstream`` socket."""
         if role != "upstream":
             return
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == _PENALIZED:
+            why = (
+                "refuses new connections from this broker for a while: it dropped one whose subscriptions "
+                "went over its subscription_budget (raise it there to cover this broker's subscribers)"
+            )
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             why = (
                 f"refused this broker's CURVE key {self.keys.public.decode()}: "
                 "add its public key file to the upstream's subscribers allow-list, then restart this broker"
@@ -326,6 +360,32 @@ def upstream_keys(config: BrokerConfig) -> curve.CurveKeys | None:
     if config.curve_client_key is None or config.curve_upstream_key is None:
         return None
     try:
-        return curve.CurveKeys.load(config.curve_upstream_key, config.curve_client_key)
+        keys = curve.CurveKeys.load(config.curve_upstream_key, config.curve_client_key, allow_open=True)
     except curve.CurveError as exc:
         raise ConfigError(f"upstream: {exc}") from None
+    what = "upstream: the client key"
+    check_key_mode(config.curve_client_key, what, "curve_client_key", config.allow_open_secret_key)
+    return keys
+
+
+def check_key_mode(path: str, what: str, setting: str, allow_open: bool) -> None:
+    """Refuse a secret key file that group or others may read or write, saying how to fix it.
+
+    Whoever can read the broker's secret key can pass for the broker; whoever
+    can write it can swap in a key of their own. ``allow_open`` (the
+    ``allow_open_secret_key`` setting) accepts such a file anyway, for a key
+    mounted by a system that cannot set its mode.
+    """
+    try:
+        # env={}: only the broker's own setting overrides, not the clients' variable
+        curve.check_secret_key_mode(path, allow_open=allow_open, what=what, env={})
+    except curve.CurveError as exc:
+        try:
+            mode = stat.S_IMODE(os.stat(Path(path).expanduser()).st_mode)
+        except OSError:
+            raise ConfigError(f"{setting}: {exc}") from None
+        raise ConfigError(
+            f"{what} {path!r} ({setting}) has mode {mode:04o}: group or others may read or write it, and "
+            f"whoever can read it can pass for this broker. Run 'chmod 600 {shlex.quote(path)}'; to use it "
+            f"anyway, pass --allow-open-secret-key or set {ENV_PREFIX}ALLOW_OPEN_SECRET_KEY=1"
+        ) from None

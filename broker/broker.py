@@ -25,11 +25,13 @@ from types import TracebackType
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
-from broker.auth import BrokerAuth, monitor_hook, upstream_keys
-from broker.config import BrokerConfig
+from broker._subscriptions import PenaltyBox, SubscriptionWatch
+from broker.auth import BrokerAuth, domain_of, gate, monitor_hook, upstream_keys
+from broker.config import BrokerConfig, subscription_frame_limit
 from broker.monitor import ConnectionMonitor
-from broker.proxy import ZERO, Proxy, ProxyStats
+from broker.proxy import Proxy, ProxyStats
 from fabric import _sockets
 
 __all__ = ["Broker"]
@@ -37,6 +39,11 @@ __all__ = ["Broker"]
 _log = logging.getLogger("logfabric.broker")
 _ids = itertools.count()
 _QUIET_SECONDS = 0.3
+#: Messages the drain takes from one socket before it looks at the clock again:
+#: a peer that never stops sending must not keep the broker past its deadline.
+_DRAIN_BATCH = 1000
+#: Subscriptions queued per subscriber before libzmq stops reading it (it loses none).
+_SUBSCRIPTION_QUEUE = 16
 
 
 class Broker:
@@ -65,6 +72,8 @@ class Broker:
         self._stopped = threading.Event()
         self._http: Any = None
         self._auth: BrokerAuth | None = None
+        self._gate: ThreadAuthenticator | None = None
+        self._watch: SubscriptionWatch | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -97,7 +106,7 @@ class Broker:
             try:
                 out[name] = proxy.statistics()
             except (TimeoutError, RuntimeError, zmq.ZMQError):
-                out[name] = ZERO
+                out[name] = proxy.last  # busy: the last answer, so counters never seem to go back
         return out
 
     def connections(self, role: str) -> int:
@@ -111,6 +120,18 @@ class Broker:
     def auth_refusals(self) -> dict[tuple[str, str], int]:
         """With CurveZMQ on: peers refused, by (socket, reason); see :mod:`broker.auth`."""
         return self._auth.refusals() if self._auth is not None else {}
+
+    def subscriptions(self) -> tuple[int, int]:
+        """Distinct subscription prefixes held for subscribers, and their bytes."""
+        return self._watch.held if self._watch is not None else (0, 0)
+
+    def subscription_refusals(self) -> dict[str, int]:
+        """Egress connections dropped to keep the subscriptions within their budget, by reason."""
+        return self._watch.refusals() if self._watch is not None else {}
+
+    def disconnects(self, role: str) -> int:
+        """Connections on a bound socket that ended (closed by the peer or dropped by the broker)."""
+        return self._monitor.disconnects(role) if self._monitor else 0
 
     def allowed_keys(self) -> dict[str, int]:
         """With CurveZMQ on: the number of keys in each allow-list (producers, subscribers)."""
@@ -131,13 +152,32 @@ class Broker:
         monitor = ConnectionMonitor(ctx)
         try:
             up_keys = upstream_keys(cfg)
+            box = PenaltyBox()
+            # The ZAP handler must exist before a socket binds.
             if cfg.curve:
                 self._auth = BrokerAuth(cfg)
-                self._auth.start(ctx)  # the ZAP handler must exist before a CURVE socket binds
+                self._auth.start(ctx, box)
+            else:
+                self._gate = gate(ctx, box)
             monitor.on_event = monitor_hook(self._auth, up_keys)
             central = self._socket(zmq.XSUB, recv=True)
             egress = self._socket(zmq.XPUB)
+            # Subscribers only subscribe: no frame of theirs needs more (libzmq resets the connection).
+            # The XPUB takes every queued subscription into its trie, even from a connection being
+            # dropped: with a short queue what a dropped subscriber sent stays in the kernel instead.
+            egress.setsockopt(zmq.MAXMSGSIZE, subscription_frame_limit(cfg.curve))
+            egress.setsockopt(zmq.RCVHWM, _SUBSCRIPTION_QUEUE)
             self._bind("egress", egress, cfg.egress, monitor)
+            watch = SubscriptionWatch(
+                ctx,
+                f"inproc://logfabric-{tag}-watch",
+                cfg.subscription_budget,
+                lambda: monitor.accepted_fds("egress"),
+                box,
+            )
+            self._watch = watch
+            watch.serve(self.endpoints["egress"])
+            central.connect(watch.address)
             bridges = []
 
             pub_in = self._socket(zmq.XSUB, recv=True, ingest=True)
@@ -176,6 +216,10 @@ class Broker:
                     pipe_in.connect(address)
                 pipe_in.send(b"\x01")  # subscribe to everything, upstream too
                 pipe_out = self._socket(zmq.PUSH)
+                # A PUSH never reads what its peers send: keep one small message per peer at most
+                # (then libzmq stops reading it and the heartbeat drops it), not RCVHWM large ones.
+                pipe_out.setsockopt(zmq.MAXMSGSIZE, subscription_frame_limit(cfg.curve))
+                pipe_out.setsockopt(zmq.RCVHWM, 1)
                 self._bind("pipeline", pipe_out, cfg.pipeline, monitor)
                 self._proxies["pipeline"] = Proxy(ctx, "pipeline", pipe_in, pipe_out)
         except BaseException:
@@ -183,6 +227,7 @@ class Broker:
             raise
         self._monitor = monitor
         monitor.start()
+        watch.start()
         for proxy in self._proxies.values():
             proxy.start()
         self.started_at = time.time()
@@ -218,12 +263,13 @@ class Broker:
         # Without a ZAP domain libzmq takes any byte stream not starting with a
         # ZMTP 3 greeting for a ZMTP 1.0/2.0 peer: random bytes or an HTTP
         # request become forwarded messages (or a subscribe-all at the egress).
-        # With one it refuses those peers; no ZAP handler is needed for NULL.
-        # With CurveZMQ each bound socket is a CURVE server with its own domain.
+        # With one it refuses those peers. Each bound socket has its own domain
+        # (the ZAP handler refuses penalized subscribers at the egress only);
+        # with CurveZMQ each is also a CURVE server.
         if self._auth is not None:
             self._auth.serve(role, sock)
         else:
-            sock.setsockopt(zmq.ZAP_DOMAIN, b"logfabric")
+            sock.setsockopt(zmq.ZAP_DOMAIN, domain_of(role).encode())
         monitor.watch(role, sock)  # before binding, or a peer already retrying could connect unseen
         _sockets.attach(sock, endpoint, bind=True)
         self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -284,12 +330,15 @@ class Broker:
             if not events:
                 continue
             if egress in events:
-                while _recv_nowait(egress) is not None:
-                    pass
+                for _ in range(_DRAIN_BATCH):
+                    if _recv_nowait(egress) is None:
+                        break
             for source, destinations in routes:
                 if source not in events:
                     continue
-                while (message := _recv_nowait(source)) is not None:
+                for _ in range(_DRAIN_BATCH):
+                    if (message := _recv_nowait(source)) is None:
+                        break
                     records += 1
                     for out in destinations:
                         try:
@@ -305,8 +354,13 @@ class Broker:
             self._http = None
         if self._monitor is not None:
             self._monitor.stop()
+        if self._watch is not None:
+            self._watch.stop()
         if self._auth is not None:
             self._auth.stop()
+        if self._gate is not None:
+            self._gate.stop()
+            self._gate = None
         linger = 0 if linger_until is None else max(0, int((linger_until - time.monotonic()) * 1000))
         for proxy in self._proxies.values():
             proxy.close()

@@ -46,6 +46,13 @@ def build_parser(prog: str = "logfabric broker") -> argparse.ArgumentParser:
     p.add_argument(
         "--max-message", type=int, metavar="BYTES", help=f"largest message accepted (default {d.max_message})"
     )
+    p.add_argument(
+        "--subscription-budget",
+        type=int,
+        metavar="BYTES",
+        help="bytes of distinct subscription prefixes held for subscribers; past it the connection that sent "
+        f"the most is dropped (default {d.subscription_budget})",
+    )
     curve = p.add_argument_group("CurveZMQ (docs/security.md)")
     curve.add_argument(
         "--curve-secret-key", metavar="FILE", help="the broker's secret key file; turns CURVE on (default off)"
@@ -56,6 +63,12 @@ def build_parser(prog: str = "logfabric broker") -> argparse.ArgumentParser:
     )
     curve.add_argument("--curve-client-key", metavar="FILE", help="this broker's secret key file for --upstream")
     curve.add_argument("--curve-upstream-key", metavar="FILE", help="the upstream brokers' public key file")
+    curve.add_argument(
+        "--allow-open-secret-key",
+        action="store_true",
+        default=None,
+        help="accept secret key files that group or others may read or write (refused by default)",
+    )
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags and variables win over it)")
     p.add_argument("--log-level", default="INFO", help="the broker's own log level (default INFO)")
     return p
@@ -79,11 +92,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "logfabric broker") -> i
             upstream=args.upstream,
             hwm=args.hwm,
             max_message=args.max_message,
+            subscription_budget=args.subscription_budget,
             curve_secret_key=args.curve_secret_key,
             curve_producers=args.curve_producers,
             curve_subscribers=args.curve_subscribers,
             curve_client_key=args.curve_client_key,
             curve_upstream_key=args.curve_upstream_key,
+            allow_open_secret_key=args.allow_open_secret_key,
         )
         broker = Broker(config)
         broker.start()

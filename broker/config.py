@@ -11,10 +11,34 @@ from pathlib import Path
 from typing import Any
 
 from fabric._sockets import DEFAULT_MAX_MESSAGE, check_endpoint
+from fabric.topic import MAX_TOPIC
 
-__all__ = ["BrokerConfig", "ConfigError"]
+__all__ = ["MAX_TOPIC", "BrokerConfig", "ConfigError", "subscription_frame_limit"]
 
 ENV_PREFIX = "LOGFABRIC_BROKER_"
+
+#: What a ZMTP 3.1 SUBSCRIBE command adds to its prefix on the wire (``\x09SUBSCRIBE``);
+#: an old-style subscription message adds one byte.
+SUBSCRIBE_COMMAND_BYTES = 10
+#: What CurveZMQ adds to every frame on the wire (MESSAGE command name, nonce, MAC, flags).
+CURVE_FRAME_BYTES = 33
+#: The default :attr:`BrokerConfig.subscription_budget`: libzmq spends about 200 times
+#: this on the tries of the sockets subscriptions pass through.
+DEFAULT_SUBSCRIPTION_BUDGET = 256 * 1024
+
+
+def subscription_frame_limit(curve: bool) -> int:
+    """The ZMQ_MAXMSGSIZE of a bound socket whose peers only subscribe or only receive.
+
+    A subscription to a topic prefix of :data:`MAX_TOPIC` bytes fits as a
+    SUBSCRIBE command, with or without CURVE; the longest prefix any socket
+    then accepts is ``MAX_TOPIC + 9`` bytes (as an old-style message), and that
+    is what this broker may forward to an upstream broker's egress, where it
+    fits again whichever mechanism that link uses. libzmq drops the connection
+    of a peer that sends a larger frame (libzmq 4.3.5 crashes on subscriptions
+    of about 115 KB otherwise).
+    """
+    return MAX_TOPIC + SUBSCRIBE_COMMAND_BYTES + (CURVE_FRAME_BYTES if curve else 0)
 
 
 class ConfigError(ValueError):
@@ -47,6 +71,8 @@ class BrokerConfig:
     """High-water mark of every broker socket, in messages."""
     max_message: int = DEFAULT_MAX_MESSAGE
     """Largest message accepted at an ingest (ZMQ_MAXMSGSIZE), in bytes."""
+    subscription_budget: int = DEFAULT_SUBSCRIPTION_BUDGET
+    """Bytes of distinct subscription prefixes held for subscribers; past it the top sender is dropped."""
     curve_secret_key: str | None = None
     """The broker's CURVE secret key file (NAME.key_secret); turns CurveZMQ on for every bound socket."""
     curve_producers: str | None = None
@@ -57,6 +83,8 @@ class BrokerConfig:
     """This broker's CURVE secret key file for connecting to ``upstream`` brokers."""
     curve_upstream_key: str | None = None
     """The upstream brokers' public key file (NAME.key)."""
+    allow_open_secret_key: bool = False
+    """Accept secret key files that group or others may read or write (refused otherwise)."""
 
     def __post_init__(self) -> None:
         for name in ("pub_ingest", "push_ingest", "egress"):
@@ -71,6 +99,13 @@ class BrokerConfig:
             raise ConfigError(f"drain_timeout must be >= 0 seconds, got {self.drain_timeout}")
         if self.hwm < 0:
             raise ConfigError(f"hwm must be >= 0, got {self.hwm}")
+        if self.subscription_budget < MAX_TOPIC:
+            raise ConfigError(
+                f"subscription_budget must be at least {MAX_TOPIC} bytes (one longest subscription), "
+                f"got {self.subscription_budget}"
+            )
+        if not isinstance(self.allow_open_secret_key, bool):
+            raise ConfigError(f"allow_open_secret_key must be True or False, got {self.allow_open_secret_key!r}")
         if self.max_message < 1024:
             raise ConfigError(f"max_message must be at least 1024 bytes, got {self.max_message}")
         server = (self.curve_secret_key, self.curve_producers, self.curve_subscribers)
@@ -136,10 +171,19 @@ def _endpoint(name: str, value: object) -> None:
 _CURVE_SERVER = ("curve_secret_key", "curve_producers", "curve_subscribers")
 _OPTIONAL = ("pipeline", "http", *_CURVE_SERVER, "curve_client_key", "curve_upstream_key")
 
-_TYPES: dict[str, type] = {"drain_timeout": float, "hwm": int, "max_message": int}
+_TYPES: dict[str, type] = {"drain_timeout": float, "hwm": int, "max_message": int, "subscription_budget": int}
+_BOOLS = ("allow_open_secret_key",)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{name} must be true or false (1 or 0), got {value!r}")
     if name == "upstream":
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from broker.config import parse_http
 from broker.metrics import registry_for
@@ -18,10 +21,58 @@ __all__ = ["serve"]
 _log = logging.getLogger("logfabric.broker")
 
 
+#: Seconds a connection may take to send its request and get its answer (a slow sender is cut off).
+REQUEST_DEADLINE = 10.0
+#: Connections served at once (a thread each); more are closed at once.
+MAX_CONNECTIONS = 1024
+
+
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, but at most MAX_CONNECTIONS of them, none living past REQUEST_DEADLINE.
+
+    The handler's socket timeout only bounds each read: a client that sends a
+    byte every few seconds would keep its thread for good. ``service_actions``
+    (run by ``serve_forever`` twice a second) shuts such connections down.
+    """
+
     # socketserver's default backlog of 5 makes a burst of connections (or a
     # few hundred idle ones) wait seconds to be accepted, probes included.
     request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: dict[Any, float] = {}
+        self._open_lock = threading.Lock()
+        self.refused = 0
+        """Connections closed at once because MAX_CONNECTIONS were open."""
+        self.cut_off = 0
+        """Connections shut down at REQUEST_DEADLINE."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = len(self._open) >= MAX_CONNECTIONS
+            if full:
+                self.refused += 1
+            else:
+                self._open[request] = time.monotonic()
+        if full:
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        now = time.monotonic()
+        with self._open_lock:
+            late = [conn for conn, opened in self._open.items() if now - opened > REQUEST_DEADLINE]
+            self.cut_off += len(late)
+        for conn in late:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # its thread's read ends; the thread closes it
 
 
 def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
@@ -33,7 +84,7 @@ def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
     registry = registry_for(broker)
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = 10  # a connection that sends no request gives its thread back after 10 s
+        timeout = REQUEST_DEADLINE  # each read; the server cuts off a connection that trickles past it
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

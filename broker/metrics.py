@@ -67,6 +67,12 @@ class _BrokerCollector(Collector):
             "Peers refused at the handshake (garbage or non-ZMTP bytes, bad security), by socket and reason.",
             labels=["socket", "reason"],
         )
+        disconnects = CounterMetricFamily(
+            "logfabric_broker_disconnects",
+            "Connections that ended, by socket: closed by the peer, or dropped by the broker (a frame over the "
+            "size limit, a heartbeat timeout, the subscription budget).",
+            labels=["socket"],
+        )
         connections = GaugeMetricFamily(
             "logfabric_broker_connections",
             "Open connections, by socket (producers at ingests, subscribers at egress).",
@@ -75,8 +81,35 @@ class _BrokerCollector(Collector):
         for role in _BOUND:
             if role in b.endpoints or (role == "upstream" and b.config.upstream):
                 connections.add_metric([role], b.connections(role))
+                disconnects.add_metric([role], b.disconnects(role))
                 for reason, count in b.refusals(role).items():
                     malformed.add_metric([role, reason], count)
+        held, held_bytes = b.subscriptions()
+        subscriptions_held = GaugeMetricFamily(
+            "logfabric_broker_subscriptions",
+            "Distinct subscription prefixes the broker holds for its subscribers.",
+            labels=["socket"],
+        )
+        subscriptions_held.add_metric(["egress"], held)
+        subscription_bytes = GaugeMetricFamily(
+            "logfabric_broker_subscription_bytes",
+            "Bytes of the distinct subscription prefixes held for subscribers (libzmq spends about 200 times this).",
+            labels=["socket"],
+        )
+        subscription_bytes.add_metric(["egress"], held_bytes)
+        budget = GaugeMetricFamily(
+            "logfabric_broker_subscription_budget_bytes", "The subscription budget (subscription_budget), in bytes."
+        )
+        budget.add_metric([], b.config.subscription_budget)
+        subscriptions_refused = CounterMetricFamily(
+            "logfabric_broker_subscriptions_refused",
+            "Subscriber connections dropped for their subscriptions (over_budget, sent_too_much), or refused at the "
+            "handshake for a while after a drop (penalized), by socket and reason.",
+            labels=["socket", "reason"],
+        )
+        refused_subscribers = b.subscription_refusals()
+        for reason in ("over_budget", "sent_too_much", "penalized"):
+            subscriptions_refused.add_metric(["egress", reason], refused_subscribers.get(reason, 0))
         auth_refused = CounterMetricFamily(
             "logfabric_broker_auth_refused",
             "Peers refused by CurveZMQ, by socket and reason (unknown_key, plaintext, bad_handshake, aborted).",
@@ -111,7 +144,12 @@ class _BrokerCollector(Collector):
             sent,
             sent_bytes,
             subscriptions,
+            subscriptions_held,
+            subscription_bytes,
+            budget,
+            subscriptions_refused,
             malformed,
+            disconnects,
             auth_refused,
             allowed_keys,
             connections,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -32,6 +33,10 @@ _KINDS: dict[int, str] = {
 }
 
 
+#: The value of a HANDSHAKE_FAILED_AUTH event whose ZAP handler answered 300 (a temporary refusal).
+_PENALIZED = 300
+
+
 class ConnectionMonitor:
     """Count connections and handshake failures per socket, in a background thread.
 
@@ -43,6 +48,7 @@ class ConnectionMonitor:
         self._ctx = ctx
         self._monitors: dict[zmq.Socket[bytes], str] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._fds: dict[str, dict[int, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logfabric-monitor", daemon=True)
@@ -63,6 +69,21 @@ class ConnectionMonitor:
             c = self.counts
             return max(0, c[(name, "accepted")] + c[(name, "connected")] - c[(name, "disconnected")])
 
+    def disconnects(self, name: str) -> int:
+        """Connections of ``name`` that ended, whoever ended them."""
+        with self._lock:
+            return self.counts[(name, "disconnected")]
+
+    def accepted_fds(self, name: str) -> dict[int, float]:
+        """The file descriptors of the connections bound socket ``name`` accepted and still holds, with when.
+
+        libzmq names them in its ACCEPTED and DISCONNECTED events. A number can
+        be stale for the moment between a close and its event, so whoever uses
+        one checks what it is first.
+        """
+        with self._lock:
+            return dict(self._fds.get(name, {}))
+
     def handshake_failures(self, name: str) -> dict[str, int]:
         """Refused peers on ``name`` by reason: protocol, auth, other."""
         with self._lock:
@@ -78,15 +99,22 @@ class ConnectionMonitor:
                     event = recv_monitor_message(mon, zmq.NOBLOCK)
                 except zmq.Again:
                     continue
-                self._count(self._monitors[mon], event["event"])
+                self._count(self._monitors[mon], int(event["event"]), int(event["value"]))
                 if self.on_event is not None:
                     self.on_event(self._monitors[mon], int(event["event"]), int(event["value"]))
 
-    def _count(self, name: str, event: int) -> None:
-        kind = _KINDS.get(int(event))
-        if kind is not None:
-            with self._lock:
-                self.counts[(name, kind)] += 1
+    def _count(self, name: str, event: int, value: int) -> None:
+        kind = _KINDS.get(event)
+        if kind is None:
+            return
+        if kind == "failed_auth" and value == _PENALIZED:
+            kind = "penalized"  # refused for a while, not for bad security (see broker._subscriptions)
+        with self._lock:
+            self.counts[(name, kind)] += 1
+            if kind == "accepted":
+                self._fds.setdefault(name, {})[value] = time.monotonic()
+            elif kind == "disconnected":
+                self._fds.get(name, {}).pop(value, None)
 
     def stop(self) -> None:
         """Stop the thread and close the monitor sockets (sockets must be closed after)."""

@@ -39,6 +39,8 @@ class Proxy:
         self._ours.connect(address)
         self._lock = threading.Lock()
         self._final: ProxyStats | None = None
+        self.last: ProxyStats = ZERO
+        """The last counters the proxy answered (what to show while it is too busy to answer)."""
         self.failed: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"logfabric-proxy-{name}", daemon=True)
 
@@ -66,6 +68,8 @@ class Proxy:
                 return self._final
             if not self.alive:
                 return ZERO
+            while self._ours.poll(0):  # a late answer to a request that timed out
+                self._ours.recv_multipart()
             self._ours.send(b"STATISTICS")
             if not self._ours.poll(timeout_ms):
                 raise TimeoutError(f"proxy {self.name} did not answer STATISTICS")
@@ -73,13 +77,17 @@ class Proxy:
             values: ProxyStats = tuple(struct.unpack("=Q", f)[0] for f in frames)
             if len(values) != 8:
                 raise RuntimeError(f"proxy {self.name} answered {len(values)} counters, expected 8")
+            self.last = values
             return values
 
     def terminate(self, timeout: float = 5.0) -> None:
         """Record the final counters, stop the thread and join it."""
         if self._final is not None:
             return
-        final = self.statistics() if self.alive else ZERO
+        try:
+            final = self.statistics() if self.alive else self.last
+        except (TimeoutError, RuntimeError, zmq.ZMQError):  # too busy to answer: stop it all the same
+            final = self.last
         with self._lock:
             self._final = final
             if self.alive:

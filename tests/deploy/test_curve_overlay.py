@@ -17,7 +17,8 @@ yaml = pytest.importorskip("yaml", reason="PyYAML not installed: cannot parse th
 
 pytestmark = pytest.mark.timeout(120)
 
-CURVE_KEYS = ("CURVE_SECRET_KEY", "CURVE_PRODUCERS", "CURVE_SUBSCRIBERS")
+# The curve overlay's ConfigMap keys; the last one accepts the group bit that fsGroup needs.
+CURVE_KEYS = ("CURVE_SECRET_KEY", "CURVE_PRODUCERS", "CURVE_SUBSCRIBERS", "ALLOW_OPEN_SECRET_KEY")
 
 
 def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def test_strictly_valid(curve_docs: list[dict[str, Any]]) -> None:
 def test_changes_only_curve_settings_and_secret_mounts(
     base_docs: list[dict[str, Any]], curve_docs: list[dict[str, Any]]
 ) -> None:
-    """Against the base, the overlay adds three ConfigMap keys and three Secret volumes, and nothing else."""
+    """Against the base, the overlay adds four ConfigMap keys and three Secret volumes, and nothing else."""
     assert set(_env(curve_docs)) - set(_env(base_docs)) == {ENV_PREFIX + k for k in CURVE_KEYS}
     assert set(_volumes(curve_docs)) - set(_volumes(base_docs)) == {
         "curve-server",
@@ -135,6 +136,7 @@ def test_the_broker_starts_with_these_settings(curve_docs: list[dict[str, Any]],
     secret_file = root / str(config.curve_secret_key).lstrip("/")
     _, secret = generate("broker", tmp_path / "made")
     secret_file.write_bytes(secret.read_bytes())
+    secret_file.chmod(int(_secret_mounts(curve_docs)[str(Path(str(config.curve_secret_key)).parent)]["defaultMode"]))
     producer = generate("checkout", tmp_path / "made")[0]
     (root / str(config.curve_producers).lstrip("/") / producer.name).write_bytes(producer.read_bytes())
     moved = {k: str(root / v.lstrip("/")) if k.startswith(ENV_PREFIX + "CURVE_") else v for k, v in env.items()}

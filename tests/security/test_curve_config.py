@@ -444,21 +444,6 @@ class _Capture(logging.Handler):
         return self.names.count(name)
 
 
-def test_world_readable_broker_key_is_warned_about(
-    curve_keys: Any, curve_broker: Callable[..., Broker], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A broker secret key file readable by other users still works, with a warning to chmod it."""
-    caplog.set_level(logging.WARNING, logger="logfabric.broker")
-    curve_keys.broker_secret.chmod(0o644)
-    broker = curve_broker()
-    assert broker.ready
-    assert any("readable by other users" in r.getMessage() for r in caplog.records)
-    curve_keys.broker_secret.chmod(0o600)
-    caplog.clear()
-    curve_broker()
-    assert not any("readable by other users" in r.getMessage() for r in caplog.records)
-
-
 def test_tail_help_lists_the_curve_flags(capsys: pytest.CaptureFixture[str]) -> None:
     """`logfabric tail --help` exits 0 and documents both CURVE flags and their variables."""
     with pytest.raises(SystemExit) as exited:
