@@ -24,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("broker", help="run a broker (see 'logfabric broker --help')", add_help=False)
     commands.add_parser("tail", help="print live records (see 'logfabric tail --help')", add_help=False)
+    commands.add_parser(
+        "export", help="export live records over OTLP (see 'logfabric export otlp --help')", add_help=False
+    )
 
     keys = commands.add_parser("keys", help="CurveZMQ key pairs (see docs/security.md)")
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -55,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fabric.tail import main as tail_main
 
         return tail_main(argv[1:])
+    if argv[:1] == ["export"]:
+        from fabric.export import main as export_main
+
+        return export_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
         from fabric.demo import run_demo

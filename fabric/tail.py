@@ -21,16 +21,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from fabric import _intake
 from fabric._intake import GapNotice
+from fabric._subscriber_args import add_subscriber_arguments, open_subscription
 from fabric.codec import FABRIC_ATTRIBUTES
 from fabric.config import ConfigError, apply_logging_config, load_logging_config
 from fabric.listener import _route
-from fabric.subscribe import subscribe
 
 __all__ = ["SafeFormatter", "main", "to_json"]
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5558"
 DEFAULT_FORMAT = "%(asctime)s %(service)s %(levelname)-8s %(name)s: %(message)s"
 
 # Never written raw to a terminal: C0 and C1 control characters (and DEL), and
@@ -262,16 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print live records from brokers or producers. "
         "Exit status: 0 when it ends normally (--count, Ctrl-C, --timeout), 2 on a bad argument or config.",
     )
-    p.add_argument(
-        "endpoints",
-        nargs="*",
-        metavar="ENDPOINT",
-        help=f"where to subscribe (default $LOGFABRIC_SUBSCRIBE or {DEFAULT_ENDPOINT})",
-    )
-    p.add_argument("-l", "--logger", action="append", default=[], metavar="PREFIX", help="logger prefix (repeatable)")
-    p.add_argument("--level", help="minimum level, a name or a number")
-    p.add_argument("-s", "--service", action="append", default=[], metavar="NAME", help="service name (repeatable)")
-    p.add_argument("-g", "--grep", metavar="REGEX", help="only records whose message matches")
+    add_subscriber_arguments(p)
     p.add_argument(
         "-f", "--format", metavar="FMT", help=f"a logging format string (default {DEFAULT_FORMAT.replace('%', '%%')!r})"
     )
@@ -281,21 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour levels (NO_COLOR honoured)"
     )
-    p.add_argument("-c", "--count", type=int, metavar="N", help="exit after N records")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after SECONDS without a record")
     p.add_argument("--config", metavar="FILE", help="dictConfig (JSON, YAML) or INI file: records go to its handlers")
-    p.add_argument("--mode", choices=("sub", "pull"), default="sub", help="sub (a broker's egress) or pull")
-    p.add_argument("--bind", action="store_true", help="bind the endpoints instead of connecting")
-    p.add_argument(
-        "--curve-server-key",
-        metavar="FILE",
-        help="the broker's public key file, for CurveZMQ (default $LOGFABRIC_CURVE_SERVER_KEY)",
-    )
-    p.add_argument(
-        "--curve-client-key",
-        metavar="FILE",
-        help="your secret key file (NAME.key_secret), for CurveZMQ (default $LOGFABRIC_CURVE_CLIENT_KEY)",
-    )
     return p
 
 
@@ -315,30 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A terminal or pipe that cannot encode a character (PYTHONIOENCODING=ascii,
         # a Latin-1 locale) shows it as an escape instead of ending the tail.
         out.reconfigure(errors="backslashreplace")
-    endpoints = args.endpoints or [os.environ.get("LOGFABRIC_SUBSCRIBE") or DEFAULT_ENDPOINT]
     try:
-        pattern = re.compile(args.grep) if args.grep else None
-    except re.error as exc:
-        return _fail(f"invalid --grep pattern {args.grep!r}: {exc}")
-    if args.count is not None and args.count < 1:
-        return _fail("--count must be at least 1")
-    try:
-        level = _intake.resolve_level(args.level)
         config = load_logging_config(args.config) if args.config else None
         if config is not None:
             apply_logging_config(config)
         formatter = SafeFormatter(args.format or DEFAULT_FORMAT, style=args.style, color=_use_color(args.color, out))
-        records = subscribe(  # opened last: nothing to close if an earlier check fails
-            endpoints,
-            level=level,
-            loggers=args.logger,
-            services=args.service,
-            mode=args.mode,
-            bind=args.bind,
-            timeout=args.timeout,
-            curve_server_key=args.curve_server_key,
-            curve_client_key=args.curve_client_key,
-        )
+        records, pattern = open_subscription(args)  # opened last: nothing to close if an earlier check fails
     except (ValueError, ConfigError) as exc:
         return _fail(str(exc))
     if args.utc:
