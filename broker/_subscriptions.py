@@ -28,7 +28,7 @@ Dropping a connection makes libzmq remove its subscriptions. A libzmq
 subscriber reconnects at once and subscribes again, and taking that in again
 costs as much as the first time; so for 30 s after a drop the egress refuses
 new connections from the dropped peer's IP address at the handshake (ZAP status
-300, reason ``penalized``), where refusing costs nothing. Connections already
+300, reason ``penalized``; with CurveZMQ only), where refusing costs nothing. Connections already
 open stay open. Every drop is counted and logged, at most once every 10 s.
 """
 

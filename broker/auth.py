@@ -203,17 +203,6 @@ class _Authenticator(ThreadAuthenticator):
         await super().handle_zap_message(msg)
 
 
-def gate(ctx: zmq.Context[Any], box: PenaltyBox) -> ThreadAuthenticator:
-    """Start a ZAP handler in ``ctx`` for a broker without CURVE (before any socket binds).
-
-    Every NULL handshake passes, except at the egress from an address in ``box``.
-    """
-    auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
-    auth.box = box
-    auth.start()
-    return auth
-
-
 class BrokerAuth:
     """The broker's CURVE side: load keys (clear errors), run ZAP, count and log refusals."""
 

@@ -25,10 +25,9 @@ from types import TracebackType
 from typing import Any
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from broker._subscriptions import PenaltyBox, SubscriptionWatch
-from broker.auth import BrokerAuth, domain_of, gate, monitor_hook, upstream_keys
+from broker.auth import BrokerAuth, domain_of, monitor_hook, upstream_keys
 from broker.config import BrokerConfig, subscription_frame_limit
 from broker.monitor import ConnectionMonitor
 from broker.proxy import Proxy, ProxyStats
@@ -72,7 +71,6 @@ class Broker:
         self._stopped = threading.Event()
         self._http: Any = None
         self._auth: BrokerAuth | None = None
-        self._gate: ThreadAuthenticator | None = None
         self._watch: SubscriptionWatch | None = None
 
     # ------------------------------------------------------------------ state
@@ -153,12 +151,13 @@ class Broker:
         try:
             up_keys = upstream_keys(cfg)
             box = PenaltyBox()
-            # The ZAP handler must exist before a socket binds.
+            # The ZAP handler must exist before a socket binds. Without CurveZMQ
+            # no handler runs (libzmq then accepts every ZMTP 3 NULL handshake),
+            # so penalized subscribers are refused only with CurveZMQ on: a ZAP
+            # handler in plaintext mode cost silent losses after a broker restart.
             if cfg.curve:
                 self._auth = BrokerAuth(cfg)
                 self._auth.start(ctx, box)
-            else:
-                self._gate = gate(ctx, box)
             monitor.on_event = monitor_hook(self._auth, up_keys)
             central = self._socket(zmq.XSUB, recv=True)
             egress = self._socket(zmq.XPUB)
@@ -358,9 +357,6 @@ class Broker:
             self._watch.stop()
         if self._auth is not None:
             self._auth.stop()
-        if self._gate is not None:
-            self._gate.stop()
-            self._gate = None
         linger = 0 if linger_until is None else max(0, int((linger_until - time.monotonic()) * 1000))
         for proxy in self._proxies.values():
             proxy.close()
