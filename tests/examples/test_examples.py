@@ -238,7 +238,7 @@ def test_11_structured_logging() -> None:
         "    extra order_id = 17 (int)",
         "    extra paid = True (bool)",
         "    extra total = 12.5 (float)",
-        "logfabric tail: received 3, shown 3, gaps 0, malformed 0",
+        "logfabric tail: received 3, shown 3, gaps 0, malformed 0, fallback 0",
     ]
 
 
