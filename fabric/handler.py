@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import zmq
 
-from fabric import _sockets, curve
+from fabric import _sockets, _trace, curve
 from fabric.codec import CODECS, Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
@@ -186,8 +186,12 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """Encode ``record`` as one message: ``topic NUL payload``.
 
         Like ``logging.Formatter``, this caches the formatted traceback in
-        ``record.exc_text``; nothing else on the record changes.
+        ``record.exc_text``. When an OpenTelemetry span is active, its trace
+        context is set on the record as the ``otelTraceID``, ``otelSpanID`` and
+        ``otelTraceSampled`` extras (see :mod:`fabric._trace`), so exported logs
+        line up with traces; nothing else on the record changes.
         """
+        _trace.stamp(record)
         key = (record.levelno, record.name)
         entry = self._topics.get(key)
         if entry is None:

@@ -1,8 +1,7 @@
 """Trace correlation: the span active at the logging call becomes the exported record's TraceId and SpanId.
 
-Spans come from a real opentelemetry-sdk ``TracerProvider``. The producer side
-stamps records with :class:`fabric._trace.TraceContextFilter` on its
-``ZmqHandler``; the ids travel as the ``otelTraceID``/``otelSpanID``/
+Spans come from a real opentelemetry-sdk ``TracerProvider``. ``ZmqHandler``
+stamps each record with the active span at the logging call; the ids travel as the ``otelTraceID``/``otelSpanID``/
 ``otelTraceSampled`` extras that opentelemetry-instrumentation-logging also sets.
 """
 
@@ -17,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import fabric
-from fabric._trace import TraceContextFilter, current_trace_context, stamp
+from fabric._trace import current_trace_context, stamp
 from fabric.codec import Encoder, ProducerIdentity
 from tests.helpers.net import ROOT, child_env
 
@@ -89,7 +88,6 @@ class TestEndToEnd:
     def test_ids_travel_and_are_exported(self, http_receiver, make_otlp, pipeline, tracer):
         """A record logged in a span is exported with that span's TraceId, SpanId and the sampled flag."""
         pipe = pipeline(make_otlp(http_receiver.url))
-        pipe.producer.addFilter(TraceContextFilter())
         with tracer.start_as_current_span("checkout") as span:
             pipe.logger.info("in span")
         pipe.logger.info("after span")
