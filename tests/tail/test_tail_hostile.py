@@ -41,6 +41,15 @@ def nested(depth: int) -> object:
     return value
 
 
+def _str_renders(value: object) -> bool:
+    """Whether this interpreter (the one tail runs on) can ``str()`` the value."""
+    try:
+        str(value)
+    except RecursionError:
+        return False
+    return True
+
+
 def nested_json(depth: int) -> bytes:
     """The JSON text of a list nested ``depth`` levels deep (deeper than orjson writes)."""
     return b"[" * depth + b"]" * depth
@@ -143,13 +152,16 @@ class TestRecordsTheFormatCannotRender:
         result = tail_cli.start("--count", "4", "-s", foreign.identity.service, *args).stream(emit)
         assert result.returncode == 0, result.describe()
         assert len(result.lines) == 4, result.describe()
+        # orjson never writes past 254 levels; str() fails at 1000 only where the
+        # recursion limit counts C calls too (3.11): on 3.12+ the text renders whole.
+        expected = 2 if args[0] == "-o" or not _str_renders(orjson.loads(nested_json(depth))) else 0
         fallbacks = [line for line in result.lines if "fallback" in line]
-        assert len(fallbacks) == 2, result.describe()
+        assert len(fallbacks) == expected, result.describe()
         if args[0] == "-o":
             assert all("fallback" in json.loads(x) for x in fallbacks)
         else:
             assert all(x.endswith(FALLBACK_MARK) and "RecursionError" in x for x in fallbacks), result.describe()
-        assert summary(result.stderr)["fallback"] == 2, result.describe()
+        assert summary(result.stderr)["fallback"] == expected, result.describe()
 
     @pytest.mark.parametrize(
         "env",
