@@ -22,7 +22,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from fabric import _trace
 from fabric._intake import GapNotice
-from fabric.codec import FABRIC_ATTRIBUTES, _exception_chain, severity_number
+from fabric.codec import FABRIC_ATTRIBUTES, _exception_chain, _safe_repr, _safe_str, _scrub, severity_number
 
 __all__ = ["Item", "Mapper", "MappingLimits", "ResourceKey", "build_request", "resource"]
 
@@ -60,25 +60,6 @@ class MappingLimits:
     """Elements of one list or entries of one mapping."""
     depth: int = 8
     """Levels of nesting of lists and mappings; deeper values become a marker string."""
-
-
-def _scrub(text: str) -> str:
-    # Protobuf strings are UTF-8: a lone surrogate travels escaped, as the fabric's codec does.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception as exc:  # a broken __str__ must not lose the record
-        return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception as exc:
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
 
 
 def _time_ns(created: float) -> int:
