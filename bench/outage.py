@@ -35,13 +35,16 @@ def _rss() -> int:
 
 def _outage(seconds: float, results: Any, control: bool = False) -> None:
     import fabric
+    from fabric.topic import make_topic
 
     endpoint = f"tcp://127.0.0.1:{_port()}"  # nothing listens here
     handler = fabric.ZmqHandler(endpoint, service="bench", linger=0.0)
     logger = logging.getLogger("app.orders")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    size = len(handler.prepare(logger.makeRecord(logger.name, logging.INFO, __file__, 1, "msg %s %d", ("x", 1), None)))
+    sample = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "msg %s %d", ("x", 1), None)
+    # One message as sent: topic, NUL, payload.
+    size = len(make_topic(sample.levelno, sample.name, "bench")) + 1 + len(fabric.encode(sample, handler.identity, 1))
     if control:  # the same loop with a NullHandler: what the machine alone does to call times
         handler.close()
         logger.addHandler(logging.NullHandler())

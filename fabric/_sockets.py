@@ -4,10 +4,35 @@ from __future__ import annotations
 
 import zmq
 
+from fabric.topic import MAX_TOPIC
+
 #: Default high-water mark: room for a 10,000-record burst with margin.
 DEFAULT_HWM = 50_000
 #: Default largest message a socket accepts (libzmq drops larger ones and resets).
 DEFAULT_MAX_MESSAGE = 1024 * 1024
+#: Default bytes a connecting producer hands to libzmq while its peer is away
+#: (libzmq queues them for it); records beyond are dropped and counted.
+DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
+
+#: Largest message a producer accepts from a peer: a subscription to the longest
+#: topic as a ZMTP 3.1 SUBSCRIBE command (a length byte and "SUBSCRIBE" before
+#: the topic). Nothing larger is legitimate (a PUSH socket's peers send nothing
+#: but commands), and libzmq drops the connection of a peer that sends more.
+MAX_SUBSCRIPTION = MAX_TOPIC + 10
+#: Messages a producer's socket lets wait from one peer before libzmq stops
+#: reading that peer (TCP back-pressure): bounds what a peer can park in the
+#: application between two reads of the socket. Subscriptions only wait, none
+#: is lost.
+UPSTREAM_HWM = 16
+#: What a pub producer lets its subscriptions cost: libzmq's subscription trie
+#: takes about 85 bytes of memory per distinct subscription byte. Counted as
+#: the topic's length plus :data:`SUBSCRIPTION_OVERHEAD` per distinct topic;
+#: past it the socket is closed and opened again (subscribers reconnect and
+#: subscribe again), so a flood of distinct subscriptions costs at most about
+#: 20 MiB.
+SUBSCRIPTION_BUDGET = 256 * 1024
+#: The weight of one distinct topic in :data:`SUBSCRIPTION_BUDGET` beyond its bytes.
+SUBSCRIPTION_OVERHEAD = 64
 
 _SCHEMES = ("tcp://", "ipc://", "inproc://", "pgm://", "epgm://", "vmci://", "udp://")
 

@@ -230,21 +230,23 @@ class Encoder:
         self.tail: Callable[[int], bytes] = _pb_tail if codec == "protobuf" else _json_tail
         """``tail(seq)``: the bytes that end a payload numbered ``seq``."""
 
-    def body(self, record: logging.LogRecord) -> bytes:
-        """Return the payload for ``record`` up to its sequence number (see :meth:`tail`).
+    def body(self, record: logging.LogRecord, lead: bytes = b"") -> bytes:
+        """Return ``lead`` and the payload for ``record`` up to its sequence number (see :meth:`tail`).
 
-        Raises what formatting the message raises (a message whose args do not
-        fit it, say); the producer counts that record as an error.
+        ``lead`` is what goes before the payload in a message (a producer's
+        topic and NUL), joined here at no extra copy. Raises what formatting the
+        message raises (a message whose args do not fit it, say); the producer
+        counts that record as an error.
         """
         try:
-            return self._encode(record, self)
+            return self._encode(record, self, lead)
         except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
             # Lone surrogates somewhere in the record, or a standard attribute
             # of the wrong type (a filter's doing, or extra={"taskName": ...}
             # before Python 3.12; orjson's errors are TypeErrors too): send a
             # copy with the text escaped and the types coerced, rather than
             # lose the record. A message whose args do not fit fails again.
-            return self._encode(_scrubbed(_coerced(record), self.formatter), self)
+            return self._encode(_scrubbed(_coerced(record), self.formatter), self, lead)
 
     def encode(self, record: logging.LogRecord, seq: int) -> bytes:
         """Return the payload for ``record`` as the producer's ``seq``-th record."""
@@ -444,7 +446,7 @@ def _pb_rare(record: logging.LogRecord, fmt: logging.Formatter, extras: dict[str
     return m.SerializeToString()
 
 
-def _encode_protobuf(record: logging.LogRecord, enc: Encoder) -> bytes:
+def _encode_protobuf(record: logging.LogRecord, enc: Encoder, lead: bytes) -> bytes:
     where = _where(record)
     static = enc._static.get(where)
     if static is None:
@@ -469,7 +471,7 @@ def _encode_protobuf(record: logging.LogRecord, enc: Encoder) -> bytes:
         if record.exc_info or record.exc_text or record.stack_info or extras
         else b""
     )
-    return b"".join((head, _PB_BODY, _varint(len(body)), body, static, rare))
+    return b"".join((lead, head, _PB_BODY, _varint(len(body)), body, static, rare))
 
 
 def _pb_tail(seq: int) -> bytes:
@@ -531,7 +533,7 @@ def _json_producer(identity: ProducerIdentity) -> bytes:
     return b',"producer":' + fixed[:-1] + b',"seq":'
 
 
-def _encode_json(record: logging.LogRecord, enc: Encoder) -> bytes:
+def _encode_json(record: logging.LogRecord, enc: Encoder, lead: bytes) -> bytes:
     # As for protobuf, the parts that repeat are encoded once and cached; the
     # object is assembled from them as text, "v" first, no key twice.
     where = _where(record)
@@ -559,12 +561,12 @@ def _encode_json(record: logging.LogRecord, enc: Encoder) -> bytes:
     extras = _extras(record)
     if extras:
         doc["attributes"] = {str(k): _json_extra(v) for k, v in extras.items()}
-    return b"".join((static, orjson.dumps(doc)[1:-1], enc._json_producer))
+    return b"".join((lead, static, orjson.dumps(doc)[1:-1], enc._json_producer))
 
 
-def _json_tail(seq: int) -> bytes:
-    """The JSON payload's end: the producer's seq, closing both objects."""
-    return b"%d}}" % seq
+# The JSON payload's end: the producer's seq, closing both objects. A bound
+# method of bytes, so that numbering a record costs no Python call.
+_json_tail = b"%d}}".__mod__
 
 
 _JSON_HEAD = b'{"v":%d,' % JSON_VERSION

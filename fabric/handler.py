@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
-import random
 import socket as _socket
 import sys
 import time
-import weakref
 from collections import deque
 from typing import Any, Literal
 
 import zmq
 
-from fabric import _sockets, _trace, curve
+from fabric import _fork, _sockets, _trace, curve
+from fabric._link import Link, open_link, send
+from fabric._outbox import Outbox
 from fabric.codec import CODECS, Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
@@ -23,10 +23,14 @@ __all__ = ["Mode", "ZmqHandler", "default_service"]
 
 Mode = Literal["push", "pub"]
 
-# zmq objects inherited across fork() must never be used or freed in the child:
-# they are kept here, untouched, for the life of the child process.
-_INHERITED: list[object] = []
-_LIVE: weakref.WeakSet[ZmqHandler] = weakref.WeakSet()
+# zmq objects a forked child inherited and must leave alone (see fabric._fork).
+_INHERITED = _fork.INHERITED
+
+# The socket is looked after (what peers sent, whether the peer is connected)
+# once the records sent since the last look weigh _SLICE: a record weighs its
+# size plus _WEIGHT, so that happens every 256 records at the latest.
+_SLICE = 4 * 1024 * 1024
+_WEIGHT = _SLICE // 256
 
 
 def default_service() -> str:
@@ -40,15 +44,21 @@ def default_service() -> str:
     return prog or "python"
 
 
+def _new_producer_id() -> int:
+    # From the OS, not from `random`: a child made by a bare fork() (no at-fork
+    # hooks, so `random` is not reseeded) must not draw its parent's next id.
+    return int.from_bytes(os.urandom(8), "big")
+
+
 class ZmqHandler(logging.handlers.QueueHandler):
     """Ship every record to a ZeroMQ endpoint without ever blocking the caller for long.
 
     ``ZmqHandler(endpoint, *, mode="push", codec="protobuf", bind=False, ...)``
-    follows the ``QueueHandler`` seams: :meth:`prepare` turns a record into a
-    one-frame ``topic NUL payload`` message and :meth:`enqueue` sends it. The socket is
-    created lazily in the process that first logs, so a handler survives
-    ``fork()``: a child gets its own socket, producer id and sequence, and never
-    sends on the parent's.
+    follows the ``QueueHandler`` seams: :meth:`prepare` returns the record to
+    send and :meth:`enqueue` encodes it as one ``topic NUL payload`` frame and
+    sends it. The socket is created lazily in the process that first logs, so a
+    handler survives ``fork()``: a child gets its own socket, producer id and
+    sequence, and never sends on the parent's.
 
     Args:
         endpoint: where to send, e.g. ``"tcp://broker:5557"``.
@@ -59,7 +69,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
         service: the service name on every record; default ``$LOGFABRIC_SERVICE``
             or the program name.
         level: the handler level.
-        hwm: records queued per peer before the socket is full.
+        hwm: records queued per peer before the socket is full (at least 1).
+        buffer_bytes: bytes a connecting handler lets wait for a peer that is
+            not connected (before the first connection and during an outage);
+            records beyond are dropped and counted. A pub handler also holds at
+            most this many bytes while it waits for its first subscriber.
         send_timeout: seconds a logging call may wait when the socket is full;
             ``0`` (the default) drops the record at once. Drops are counted in
             :attr:`stats`.
@@ -74,7 +88,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
             else plaintext). See :mod:`fabric.curve`.
 
     Attributes:
-        stats: ``{"sent", "dropped", "oversize", "errors"}`` counts for this process.
+        stats: counts for this process: ``sent``, ``dropped``, ``oversize``,
+            ``errors``, and what peers sent up: ``upstream_discarded``
+            (messages from subscribers that were not subscriptions) and
+            ``subscriptions_reset`` (times a pub handler dropped all its
+            subscribers because their subscriptions exceeded the budget).
     """
 
     def __init__(
@@ -89,6 +107,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         service: str | None = None,
         level: int | str = logging.NOTSET,
         hwm: int = _sockets.DEFAULT_HWM,
+        buffer_bytes: int = _sockets.DEFAULT_BUFFER_BYTES,
         send_timeout: float = 0.0,
         linger: float = 1.0,
         max_message: int = _sockets.DEFAULT_MAX_MESSAGE,
@@ -109,6 +128,13 @@ class ZmqHandler(logging.handlers.QueueHandler):
             raise ValueError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
         if send_timeout < 0 or linger < 0 or hwm < 0:
             raise ValueError("send_timeout, linger and hwm must not be negative")
+        if hwm == 0:
+            raise ValueError(
+                "hwm=0 would let the queue grow without limit (0 means 'no limit' to ZeroMQ); "
+                f"give the number of records to queue per peer, e.g. the default {_sockets.DEFAULT_HWM}"
+            )
+        if buffer_bytes <= 0:
+            raise ValueError(f"buffer_bytes must be positive, e.g. the default {_sockets.DEFAULT_BUFFER_BYTES}")
         self.curve = curve.client_keys(curve_server_key, curve_client_key)
         curve.check_not_bound(self.curve, bind)
         super().__init__(None)  # type: ignore[arg-type]  # the socket is our queue
@@ -118,136 +144,177 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self.bind = bind
         self.service = service or default_service()
         self.hwm = hwm
+        self.buffer_bytes = buffer_bytes
         self.send_timeout = send_timeout
         self.linger = linger
         self.max_message = max_message
-        self.host = _socket.gethostname()
         self._closed = False
-        self._reset()
-        _LIVE.add(self)
-        _register_mp_after_fork(self)
+        self._reset(_socket.gethostname())
+        _fork.track(self)
 
     # ------------------------------------------------------------------ state
 
-    def _reset(self) -> None:
+    def _reset(self, host: str) -> None:
         """Fresh per-process state: no socket yet, new producer id, seq from 0."""
         self._pid = os.getpid()
-        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._out = Outbox(self, ready=self.mode == "push")
         self._sock: zmq.Socket[bytes] | None = None
-        self._ready = self.mode == "push"
-        self._pending: deque[bytes] = deque()
-        self._new_identity()
-        self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "oversize": 0, "errors": 0}
+        # Records go straight to the socket while _credit > 0 (Outbox.fast);
+        # it counts down to the next _look().
+        self._credit = 0
+        # Records logged re-entrantly (by a signal handler) while one is being numbered and sent.
+        self._later: deque[tuple[list[Any], bytes]] = deque()
+        self._busy = False
+        self._new_identity(host)
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("sent", "dropped", "oversize", "errors", "upstream_discarded", "subscriptions_reset"), 0
+        )
 
-    def _new_identity(self) -> None:
+    @property
+    def host(self) -> str:
+        """The host name on every record."""
+        return self.identity.host
+
+    def _new_identity(self, host: str) -> None:
         """A fresh producer id, with every topic's sequence starting again at 1."""
         self._topics: dict[tuple[int, str], list[Any]] = {}  # (levelno, name) -> shared [topic, seq]
-        self._by_topic: dict[bytes, list[Any]] = {}
-        self.identity = ProducerIdentity(self.service, self.host, self._pid, random.getrandbits(64))
+        self._out.by_topic = {}
+        self.identity = ProducerIdentity(self.service, host, self._pid, _new_producer_id())
         self._encoder = Encoder(self.identity, self.codec, self.formatter)
 
     def _after_fork_in_child(self) -> None:
-        if self._ctx is not None:
-            _INHERITED.append((self._ctx, self._sock))
-        self._reset()
+        if self._out.link is not None:
+            _INHERITED.extend(self._out.link.inherited())
+        self._reset(self.identity.host)
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """Set the formatter used for exception and stack text (not the message)."""
         super().setFormatter(fmt)
         self._encoder = Encoder(self.identity, self.codec, fmt)
 
-    def _open(self) -> zmq.Socket[bytes]:
+    def _open(self, endpoint: str | None = None) -> Link:
         if self._closed:
             raise _Closed
         if self._pid != os.getpid():  # forked by a path that skipped at-fork hooks
             self._after_fork_in_child()
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        sock = ctx.socket(zmq.PUSH if self.mode == "push" else zmq.XPUB)
-        try:
-            sock.setsockopt(zmq.SNDHWM, self.hwm)
-            sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
-            sock.setsockopt(zmq.LINGER, int(self.linger * 1000))
-            if self.mode == "pub":
-                sock.setsockopt(zmq.XPUB_NODROP, 1)  # full queue -> EAGAIN, counted
-            _sockets.tune(sock)
-            if self.curve is not None:
-                self.curve.apply(sock)
-            _sockets.attach(sock, self.endpoint, self.bind)
-        except Exception:
-            sock.close(linger=0)
-            ctx.term()
-            raise
-        self._ctx, self._sock = ctx, sock
-        return sock
+        link = open_link(
+            self.mode,
+            endpoint or self.endpoint,
+            self.bind,
+            self.hwm,
+            self.send_timeout,
+            self.linger,
+            self.curve,
+        )
+        self._out.link = link
+        self._refresh()
+        return link
+
+    def _refresh(self) -> None:
+        """Take up what the slow path changed: the socket, and whether records may go straight to it."""
+        out = self._out
+        self._sock = out.link.sock if out.link is not None else None
+        self._credit = _SLICE if out.fast else 0
 
     # ------------------------------------------------------------------ QueueHandler seams
 
-    def prepare(self, record: logging.LogRecord) -> bytes:
-        """Encode ``record`` as one message: ``topic NUL payload``.
+    def prepare(self, record: logging.LogRecord) -> Any:
+        """Return the record to send: ``record`` itself (:meth:`enqueue` encodes it).
 
-        Like ``logging.Formatter``, this caches the formatted traceback in
-        ``record.exc_text``. When an OpenTelemetry span is active, its trace
-        context is set on the record as the ``otelTraceID``, ``otelSpanID`` and
-        ``otelTraceSampled`` extras (see :mod:`fabric._trace`), so exported logs
-        line up with traces; nothing else on the record changes.
+        A subclass may return a changed copy, as with ``QueueHandler``. When an
+        OpenTelemetry span is active, its trace context is set on the record as
+        the ``otelTraceID``, ``otelSpanID`` and ``otelTraceSampled`` extras (see
+        :mod:`fabric._trace`), so exported logs line up with traces. Encoding
+        caches the formatted traceback in ``record.exc_text``, as
+        ``logging.Formatter`` does; nothing else on the record changes.
         """
         _trace.stamp(record)
+        return record
+
+    def enqueue(self, record: Any) -> None:
+        """Encode ``record``, number it and send it as one ``topic NUL payload`` frame.
+
+        A record whose message cannot be formatted raises here, before it is
+        numbered, so it leaves no gap in the sequence; :meth:`emit` counts it as
+        an error. Records are numbered in the order they are sent, even when a
+        signal handler logs while another record is being sent.
+        """
         key = (record.levelno, record.name)
         entry = self._topics.get(key)
         if entry is None:
             entry = self._topic_entry(key)
-        # Sequence numbers count per topic: a subscriber receives either every
-        # record of a topic or none, so a jump is a real loss even when it filters.
-        entry[1] += 1
-        lead: bytes = entry[0]
-        return lead + self._encoder.encode(record, entry[1])
+        body = self._encoder.body(record, entry[0])
+        if self._busy:  # re-entered from a signal handler: the interrupted call sends this after its own
+            self._later.append((entry, body))
+            return
+        self._busy = True
+        try:
+            # Sequence numbers count per topic: a subscriber receives either every
+            # record of a topic or none, so a jump is a real loss even when it filters.
+            seq = entry[1] + 1
+            entry[1] = seq
+            message = body + self._encoder.tail(seq)
+            if self._credit > 0 and len(message) <= self.max_message:  # the common case: one frame, one send
+                self._credit -= len(message) + _WEIGHT
+                try:
+                    send(self._sock, message)
+                except zmq.Again:
+                    self.stats["dropped"] += 1
+                else:
+                    self.stats["sent"] += 1
+                if self._credit <= 0:
+                    self._look()
+            else:
+                self._send_slowly(message)
+        finally:
+            self._busy = False
+        if self._later:
+            self._send_later()
+
+    def _send_later(self) -> None:
+        """Number and send the records a signal handler logged while another was being sent."""
+        later = self._later
+        while later and not self._busy:
+            entry, body = later.popleft()
+            self._busy = True
+            try:
+                seq = entry[1] + 1
+                entry[1] = seq
+                self._send_slowly(body + self._encoder.tail(seq))
+            finally:
+                self._busy = False
 
     def _topic_entry(self, key: tuple[int, str]) -> list[Any]:
         topic = make_topic(key[0], key[1], self.service)
-        entry = self._by_topic.get(topic)
+        entry = self._out.by_topic.get(topic)
         if entry is None:
-            if len(self._by_topic) >= 65536:
+            if len(self._out.by_topic) >= 65536:
                 # Unbounded logger names. Restarting the counters under the same
                 # id would hide losses, so continue as a new producer instead.
-                self._new_identity()
+                self._new_identity(self.identity.host)
             # [the message's lead: topic and its NUL delimiter, last seq]
-            entry = self._by_topic[topic] = [topic + b"\x00", 0]
+            entry = self._out.by_topic[topic] = [topic + b"\x00", 0]
         self._topics[key] = entry
         return entry
 
-    def enqueue(self, message: Any) -> None:
-        """Send one message (``topic NUL payload``), or count it as dropped."""
-        sock = self._sock
-        if sock is not None and self._ready and not self._pending and len(message) <= self.max_message:
-            # The common case: one frame, one send.
-            try:
-                _send(sock, message)
-            except zmq.Again:
-                self.stats["dropped"] += 1
-            else:
-                self.stats["sent"] += 1
-            return
+    def _send_slowly(self, message: bytes) -> None:
+        """Everything but the common case: oversize, no socket yet, no subscriber yet, no peer."""
         if len(message) > self.max_message:
             self.stats["oversize"] += 1
             return
-        if sock is None or self._pid != os.getpid():
+        if self._out.link is None or self._pid != os.getpid():
             try:
-                sock = self._open()
+                self._open()
             except _Closed:
                 self.stats["dropped"] += 1
                 return
-        if not self._ready:
-            self._pending.append(message)
-            self._poll_ready(sock)
-            return
-        if self._pending:
-            self._flush_pending(sock)
-        try:
-            sock.send(message)
-        except zmq.Again:
-            self.stats["dropped"] += 1
-        else:
-            self.stats["sent"] += 1
+        self._out.send(message)
+        self._refresh()
+
+    def _look(self) -> None:
+        """Every slice of records: read what peers sent up, and whether the peer is still there."""
+        self._out.look(unseen=_SLICE)
+        self._refresh()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Prepare and send ``record``; errors go to :meth:`handleError`, never the caller."""
@@ -264,39 +331,6 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     # ------------------------------------------------------------------ pub readiness
 
-    def _poll_ready(self, sock: zmq.Socket[bytes]) -> bool:
-        """In pub mode, records wait in memory until the first subscription arrives.
-
-        A PUB socket silently discards what it sends before any subscriber has
-        told it what it wants (the slow-joiner loss). The XPUB socket used here
-        hears that subscription, so records logged earlier wait (up to ``hwm``
-        of them, then counted as dropped) and go out as soon as it arrives.
-        """
-        while self.hwm and len(self._pending) > self.hwm:
-            self._pending.popleft()
-            self.stats["dropped"] += 1
-        got = False
-        while True:
-            try:
-                sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            got = True
-        if got:
-            self._ready = True
-            self._flush_pending(sock)
-        return self._ready
-
-    def _flush_pending(self, sock: zmq.Socket[bytes]) -> None:
-        pending = self._pending
-        while pending:
-            try:
-                sock.send(pending[0], zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            pending.popleft()
-            self.stats["sent"] += 1
-
     def wait_ready(self, timeout: float = 5.0) -> bool:
         """Block until a pub-mode handler has heard a subscriber (push: at once).
 
@@ -308,12 +342,14 @@ class ZmqHandler(logging.handlers.QueueHandler):
         with self.lock:  # type: ignore[union-attr]
             if self._closed:  # a closed handler never becomes ready
                 return False
-            sock = self._sock if self._sock is not None and self._pid == os.getpid() else self._open()
+            if self._out.link is None or self._pid != os.getpid():
+                self._open()
         while True:
             with self.lock:  # type: ignore[union-attr]
                 if self._closed:
                     return False
-                if self._ready or self._poll_ready(sock):
+                if self._out.ready or self._out.poll_ready():
+                    self._refresh()
                     return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -325,9 +361,10 @@ class ZmqHandler(logging.handlers.QueueHandler):
     def flush(self) -> None:
         """Send records still waiting for a pub subscriber, if one has arrived."""
         with self.lock:  # type: ignore[union-attr]
-            sock = self._sock
-            if sock is not None and self._pid == os.getpid() and self._pending:
-                self._poll_ready(sock) if not self._ready else self._flush_pending(sock)
+            out = self._out
+            if out.link is not None and self._pid == os.getpid() and out.held:
+                out.flush() if out.ready else out.poll_ready()
+                self._refresh()
 
     def close(self) -> None:
         """Deliver what is queued (waiting at most ``linger`` seconds), then close.
@@ -337,77 +374,16 @@ class ZmqHandler(logging.handlers.QueueHandler):
         by at most ``linger`` in all (waiting for a pub subscriber included).
         """
         with self.lock:  # type: ignore[union-attr]
-            if not self._closed and self._sock is not None and self._pid == os.getpid():
-                deadline = time.monotonic() + self.linger
-                self._drain_on_close(self._sock, deadline)
-                remaining = max(0.0, deadline - time.monotonic())
-                self._sock.close(linger=int(remaining * 1000))
-                assert self._ctx is not None
-                self._ctx.term()  # returns once queued messages left or linger expired
-                self._sock = self._ctx = None
+            if not self._closed and self._out.link is not None and self._pid == os.getpid():
+                self._out.close(time.monotonic() + self.linger)
             self._closed = True
+            self._refresh()
         super().close()
-
-    def _drain_on_close(self, sock: zmq.Socket[bytes], deadline: float) -> None:
-        if not self._pending:
-            return
-        while self._pending and time.monotonic() < deadline:
-            if self._ready:
-                self._flush_pending(sock)
-            else:
-                self._poll_ready(sock)
-            if self._pending:
-                time.sleep(0.005)
-        self.stats["dropped"] += len(self._pending)
-        self._pending.clear()
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<{type(self).__name__} {self.mode} {self.endpoint} ({level})>"
 
 
-def _base_send() -> Any:
-    # pyzmq's Socket.send is a Python wrapper (routing ids, groups, Frames) around
-    # the backend's send; for plain bytes it only forwards. Calling the backend's
-    # directly saves a Python frame on every record.
-    for klass in zmq.Socket.__mro__[1:]:
-        if "send" in vars(klass):
-            return vars(klass)["send"]
-    return zmq.Socket.send
-
-
-_send = _base_send()
-
-
 class _Closed(Exception):
     """Raised internally when a closed handler is asked to send."""
-
-
-def _after_fork_in_child() -> None:
-    for handler in list(_LIVE):
-        handler._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _register_mp_after_fork(handler: ZmqHandler) -> None:
-    """Make multiprocessing children flush this handler before their os._exit().
-
-    A multiprocessing child ends with ``os._exit()``, which skips atexit and so
-    ``logging.shutdown()``: without this, its last records would be lost.
-    """
-    import multiprocessing
-    import multiprocessing.util as mp_util
-
-    mp_util.register_after_fork(handler, _finalize_in_mp_child)
-    if multiprocessing.parent_process() is not None:
-        # Made inside a multiprocessing child (install() in a worker, say): no
-        # after-fork hook will run for it, so arrange the flush here.
-        _finalize_in_mp_child(handler)
-
-
-def _finalize_in_mp_child(handler: ZmqHandler) -> None:
-    import multiprocessing.util as mp_util
-
-    mp_util.Finalize(handler, handler.close, exitpriority=100)

@@ -173,7 +173,14 @@ class TestBurst:
             link.logger.info("burst %d", i, extra={"n": i})
         assert link.capture.wait_for(10_000, timeout=30), f"{len(link.capture)} of 10000 arrived"
         assert [r.n for r in link.capture.records] == list(range(10_000))
-        assert link.handler.stats == {"sent": 10_000, "dropped": 0, "oversize": 0, "errors": 0}
+        assert link.handler.stats == {
+            "sent": 10_000,
+            "dropped": 0,
+            "oversize": 0,
+            "errors": 0,
+            "upstream_discarded": 0,
+            "subscriptions_reset": 0,
+        }
         assert link.listener.stats["gaps"] == 0
         assert link.listener.stats["received"] == 10_000
 
@@ -194,7 +201,14 @@ class TestPubReadiness:
         assert handler.wait_ready(5.0)
         assert capture.wait_for(5)
         assert [(r.n, r.seq) for r in capture.records] == [(i, i + 1) for i in range(5)]
-        assert handler.stats == {"sent": 5, "dropped": 0, "oversize": 0, "errors": 0}
+        assert handler.stats == {
+            "sent": 5,
+            "dropped": 0,
+            "oversize": 0,
+            "errors": 0,
+            "upstream_discarded": 0,
+            "subscriptions_reset": 0,
+        }
         assert listener.stats["gaps"] == 0
 
     def test_waiting_records_beyond_hwm_drop_the_oldest(

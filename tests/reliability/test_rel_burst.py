@@ -47,7 +47,14 @@ def test_burst_of_10000_through_the_broker_loses_nothing(
         f"producer dropped {report['stats']['dropped']}, burst logged in {report['log_seconds']:.2f} s, "
         f"all delivered {took:.2f} s after the first record"
     )
-    assert report["stats"] == {"sent": TOTAL, "dropped": 0, "oversize": 0, "errors": 0}, report
+    assert report["stats"] == {
+        "sent": TOTAL,
+        "dropped": 0,
+        "oversize": 0,
+        "errors": 0,
+        "upstream_discarded": 0,
+        "subscriptions_reset": 0,
+    }, report
     assert delivered == TOTAL, f"lost {TOTAL - delivered}; listener {listener.stats}"
     assert gaps == 0 and listener.stats["gaps"] == 0, listener.stats
     assert ledger.duplicates == 0
