@@ -98,6 +98,14 @@ class ZmqListener(logging.handlers.QueueListener):
         curve_client_key: str | os.PathLike[str] | None = None,
         curve_allow_open_key: bool = False,
     ) -> None:
+        if not isinstance(endpoints, (str, list, tuple)) or not all(isinstance(e, str) for e in endpoints):
+            # dictConfig's "listener" key under a QueueHandler entry builds its listener as
+            # klass(queue, *handlers): a ZmqListener subscribes to endpoints, it has no queue.
+            raise ValueError(
+                f"ZmqListener takes an endpoint or a list of endpoints, got {type(endpoints).__name__}; "
+                "it subscribes over ZeroMQ, so it cannot be a QueueHandler's 'listener' in dictConfig: "
+                "run it in the subscribing process (fabric.ZmqListener or fabric.listen_from_config)"
+            )
         if mode not in ("sub", "pull"):
             raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
         if dispatch not in ("handlers", "loggers"):
@@ -361,6 +369,10 @@ class ZmqListener(logging.handlers.QueueListener):
                 sys.stderr.write(f"logfabric.listener: {text}\n")
 
 
+#: (how many names the logging manager knew, the most dots in one of them): see :func:`_route`.
+_depth = (-1, 0)
+
+
 def _route(name: str) -> logging.Logger:
     """Return the logger that routes ``name`` without creating one per remote name.
 
@@ -368,7 +380,14 @@ def _route(name: str) -> logging.Logger:
     so its nearest existing ancestor routes the record identically; creating
     loggers for every name a remote peer invents would leak memory.
     """
+    global _depth
     known = logging.Logger.manager.loggerDict
+    if _depth[0] != len(known):  # a logger was made here since: measure the deepest name again
+        _depth = (len(known), max((n.count(".") for n in list(known)), default=0))
+    # Only the first parts of a name deeper than every local logger can route it: cut the
+    # rest at once, or a remote name of thousands of parts costs thousands of look-ups.
+    if name.count(".") > _depth[1]:
+        name = ".".join(name.split(".", _depth[1] + 1)[:-1])
     while name:
         found = known.get(name)
         if isinstance(found, logging.Logger):

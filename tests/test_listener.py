@@ -410,6 +410,29 @@ class TestDispatchLoggers:
             assert name not in logging.Logger.manager.loggerDict, f"dispatch created a logger for {name!r}"
         assert "zz" not in logging.Logger.manager.loggerDict
 
+    def test_a_name_of_thousands_of_parts_routes_to_its_nearest_local_ancestor(self, make_logger, make_capture):
+        """A 2,046-part remote name reaches the deepest local logger it extends, and the root otherwise."""
+        from fabric.listener import _route
+
+        local = ".".join(["deep"] * 4)
+        make_logger(local, make_capture())
+        assert _route(".".join(["deep"] * 2046)) is logging.getLogger(local)
+        assert _route(".".join(["deep"] * 3 + ["other"] * 2043)) is logging.getLogger().manager.root
+        assert _route(local + ".x") is logging.getLogger(local)
+        assert ".".join(["deep"] * 5) not in logging.Logger.manager.loggerDict
+
+    def test_routing_a_name_of_thousands_of_parts_costs_about_as_much_as_a_short_one(self, make_logger, make_capture):
+        """Routing cost grows with the local tree's depth, not the remote name's (it was 1,500 times)."""
+        import timeit
+
+        from fabric.listener import _route
+
+        make_logger("app.db", make_capture())
+        deep, short = ".".join(["p"] * 2046), "app.db.pool"
+        cost_deep = min(timeit.repeat(lambda: _route(deep), number=200, repeat=5))
+        cost_short = min(timeit.repeat(lambda: _route(short), number=200, repeat=5))
+        assert cost_deep < 100 * cost_short, f"deep {cost_deep * 5e3:.1f} us, short {cost_short * 5e3:.1f} us"
+
 
 def wait_until_named(capture, name: str, timeout: float = 5.0) -> bool:
     """Wait (bounded) for a record of logger ``name`` to reach ``capture``."""
