@@ -152,9 +152,10 @@ class Broker:
             up_keys = upstream_keys(cfg)
             box = PenaltyBox()
             # The ZAP handler must exist before a socket binds. Without CurveZMQ
-            # no handler runs (libzmq then accepts every ZMTP 3 NULL handshake),
-            # so penalized subscribers are refused only with CurveZMQ on: a ZAP
-            # handler in plaintext mode cost silent losses after a broker restart.
+            # no handler runs (libzmq then accepts every ZMTP 3 NULL handshake;
+            # a ZAP handler in plaintext mode cost silent losses after a broker
+            # restart), so penalized subscribers are shut out by the watch as
+            # soon as the monitor reports their connection accepted instead.
             if cfg.curve:
                 self._auth = BrokerAuth(cfg)
                 self._auth.start(ctx, box)
@@ -176,6 +177,8 @@ class Broker:
             )
             self._watch = watch
             watch.serve(self.endpoints["egress"])
+            if self._auth is None:
+                monitor.gate("egress", watch.refuse_penalized)
             central.connect(watch.address)
             bridges = []
 
@@ -263,7 +266,7 @@ class Broker:
         # ZMTP 3 greeting for a ZMTP 1.0/2.0 peer: random bytes or an HTTP
         # request become forwarded messages (or a subscribe-all at the egress).
         # With one it refuses those peers. Each bound socket has its own domain
-        # (the ZAP handler refuses penalized subscribers at the egress only);
+        # (with CurveZMQ the ZAP handler refuses penalized subscribers at the egress);
         # with CurveZMQ each is also a CURVE server.
         if self._auth is not None:
             self._auth.serve(role, sock)

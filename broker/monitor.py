@@ -54,10 +54,20 @@ class ConnectionMonitor:
         self._thread = threading.Thread(target=self._run, name="logfabric-monitor", daemon=True)
         self.on_event: Callable[[str, int, int], None] | None = None
         """Called as ``on_event(name, event, value)`` for every event, in the monitor thread."""
+        self._gates: dict[str, Callable[[int], object]] = {}
 
     def watch(self, name: str, sock: zmq.Socket[bytes]) -> None:
         """Start counting events of ``sock`` under ``name``."""
         self._monitors[sock.get_monitor_socket(_EVENTS)] = name
+
+    def gate(self, name: str, on_accepted: Callable[[int], object]) -> None:
+        """Call ``on_accepted(fd)`` for each connection ``name`` accepts, before anything else is done with the event.
+
+        The connection's handshake and first messages are being taken in
+        meanwhile, so the gate is called as soon as the event arrives (it may
+        shut the connection down; libzmq then reports it disconnected).
+        """
+        self._gates[name] = on_accepted
 
     def start(self) -> None:
         """Start the counting thread."""
@@ -99,9 +109,13 @@ class ConnectionMonitor:
                     event = recv_monitor_message(mon, zmq.NOBLOCK)
                 except zmq.Again:
                     continue
-                self._count(self._monitors[mon], int(event["event"]), int(event["value"]))
+                name, kind, value = self._monitors[mon], int(event["event"]), int(event["value"])
+                gate = self._gates.get(name) if kind == zmq.EVENT_ACCEPTED else None
+                if gate is not None:
+                    gate(value)
+                self._count(name, kind, value)
                 if self.on_event is not None:
-                    self.on_event(self._monitors[mon], int(event["event"]), int(event["value"]))
+                    self.on_event(name, kind, value)
 
     def _count(self, name: str, event: int, value: int) -> None:
         kind = _KINDS.get(event)
