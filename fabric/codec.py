@@ -26,6 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from fabric import _structured
 from fabric._proto.logfabric.v1 import record_pb2 as _pb
 from fabric.topic import make_topic
 
@@ -186,9 +187,12 @@ def _to_json(value: object) -> str | None:
 
 
 def _exc_text(record: logging.LogRecord, formatter: logging.Formatter) -> str | None:
-    if record.exc_info and not record.exc_text:
-        record.exc_text = formatter.formatException(record.exc_info)
-    return record.exc_text or None
+    text = record.exc_text
+    if record.exc_info and (not text or text.isspace()):
+        if text:  # a blank placeholder (loguru's "\n"): the real traceback travels, the record keeps it
+            return formatter.formatException(record.exc_info) or None
+        text = record.exc_text = formatter.formatException(record.exc_info)
+    return text or None
 
 
 _DEFAULT_FORMATTER = logging.Formatter()
@@ -236,8 +240,11 @@ class Encoder:
         ``lead`` is what goes before the payload in a message (a producer's
         topic and NUL), joined here at no extra copy. Raises what formatting the
         message raises (a message whose args do not fit it, say); the producer
-        counts that record as an error.
+        counts that record as an error. A record whose message is not a string
+        may carry a structlog event dict: see :mod:`fabric._structured`.
         """
+        if type(record.msg) is not str:
+            record = _structured.flatten(record, _FORBIDDEN, _safe_str)
         try:
             return self._encode(record, self, lead)
         except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
@@ -295,9 +302,11 @@ def _coerced(record: logging.LogRecord) -> logging.LogRecord:
 
 
 def _scrubbed(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
-    _exc_text(record, formatter)  # so that the traceback text is escaped too
+    exc_text = _exc_text(record, formatter)  # so that the traceback text is escaped too
     clone: logging.LogRecord = object.__new__(logging.LogRecord)
     clone.__dict__ = {_scrub(k): _scrub(v) if isinstance(v, str) else v for k, v in record.__dict__.items()}
+    if exc_text:
+        clone.exc_text = _scrub(exc_text)
     clone.msg, clone.args = _scrub(record.getMessage()), ()
     return clone
 
@@ -835,7 +844,7 @@ def _split_fast(payload: bytes) -> tuple[int, int, int, int] | None:
     tail = payload.rfind(_PB_PRODUCER, max(body_end, size - 14), size - 3)
     if tail < 0 or payload[tail + 3] != 0x28 or payload[tail + 2] != size - tail - 3:
         return None
-    if tail + 5 == size:  # a one-byte seq
+    if tail + 5 == size and payload[tail + 4] < 0x80:  # a one-byte seq (a set top bit: a cut varint)
         seq, end = payload[tail + 4], size
     else:
         seq, end = _read_varint(payload, tail + 4, size)

@@ -107,6 +107,18 @@ def test_damaged_payloads_agree_with_the_full_parse(record: logging.LogRecord, d
     _same(decode(payload), full)
 
 
+def test_a_one_byte_seq_with_its_top_bit_set_is_rejected() -> None:
+    """A last byte overwritten with a continuation bit is a cut varint: both paths reject, no seq is invented."""
+    record = logging.makeLogRecord({"name": "x", "msg": "m", "levelno": 5, "levelname": "Level 5"})
+    good = Encoder(IDENTITY, "protobuf").encode(record, 77)
+    decode(good)  # the block of repeated fields is now cached
+    damaged = good[:-1] + bytes([0x96])
+    with pytest.raises(MalformedRecord):
+        codec._decode_protobuf(damaged, Limits())
+    with pytest.raises(MalformedRecord):
+        decode(damaged)
+
+
 def test_a_block_with_an_explicit_default_is_not_cached() -> None:
     """A repeated-fields block that writes body="" explicitly would override the body: never cached."""
     enc = Encoder(IDENTITY, "protobuf")

@@ -34,11 +34,6 @@ def test_messages_and_bound_values_arrive_once(fw_fabric: Fabric, fw_app: Callab
     fw_fabric.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: loguru sets exc_text to a blank placeholder ('\\n'), which the handler ships "
-    "instead of formatting the real traceback it has in exc_info",
-)
 def test_exception_arrives_with_its_real_traceback(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
     """``logger.exception``: the record's exc_text is the real traceback, not loguru's blank placeholder."""
     (failed,) = [r for r in run(fw_fabric, fw_app) if r.levelname == "ERROR"]

@@ -35,17 +35,14 @@ def check(fabric: Fabric, records: dict[Any, Any]) -> None:
         assert (record.user_id, record.order, record.amount, record.paid) == (42, n, n * 1.5, True)
         assert record.tags == ["new", "web"]
         assert type(record.user_id) is int
+        assert (record.logger, record.level) == ("shop.orders", "info")
+        assert not [k for k in vars(record) if k.startswith("_")]  # structlog's _logger and _name stay home
     failed = records[-1]
     assert failed.getMessage() == "order failed" and failed.levelname == "ERROR"
     assert failed.exc_text.rstrip().endswith("KeyError: 'missing'")
     fabric.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: with ProcessorFormatter.wrap_for_formatter the event dict travels as its repr "
-    "and the key-values never become attributes",
-)
 def test_processor_formatter_recipe_ships_key_values_as_typed_attributes(
     fw_fabric: Fabric, fw_app: Callable[..., App]
 ) -> None:
