@@ -118,7 +118,7 @@ def main() -> int:
         print(f"\n{name} {title}  [{time.monotonic() - started:.0f} s]", flush=True)
         return True
 
-    if section("P1", "producer: µs per logger.info('msg %s %d', 'x', i), median of rounds, interleaved"):
+    if section("P1", "producer: µs per logging call, best case and realistic service, median of rounds, interleaved"):
         results["P1"] = producer.run(*((5_000, 3) if quick else (20_000, 7)))
         print(producer.table(results["P1"]))
         if args.callgrind:

@@ -10,17 +10,19 @@ compared):
   its egress to a SUB receiver (two hops; with CURVE both are encrypted and
   every client key is checked against the broker's allow-lists).
 
-Messages are pre-encoded two-frame records of about 300 bytes. The receiver
-counts in C: its socket is the frontend of a ``zmq.proxy_steerable`` whose
-backend discards, and the proxy's STATISTICS are polled every 5 ms. So the
-rates are those of libzmq (and the broker), not of a Python receive loop.
+Messages are what a producer's ``ZmqHandler`` sends: one frame, ``topic NUL
+payload`` (``fabric.topic.join_message``), the payload a typical record encoded
+with the protobuf codec (``bench.size.typical_record``, about 210 bytes in all),
+encoded beforehand with increasing sequence numbers. The receiver counts in C:
+its socket is the frontend of a ``zmq.proxy_steerable`` whose backend discards,
+and the proxy's STATISTICS (frames in, one per message) are polled every 5 ms.
+So the rates are those of libzmq (and the broker), not of a Python receive loop.
 Loopback only.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import socket
 import statistics
 import struct
@@ -32,10 +34,23 @@ from typing import Any
 
 import zmq
 
+from bench.size import IDENTITY, typical_record
+from fabric.codec import Encoder
 from fabric.curve import CurveKeys, generate, load_key_pair
+from fabric.topic import join_message, make_topic, split_message
 
-PAYLOAD = b"\x01" + os.urandom(299)
-TOPIC = b"2app.bench\x00bench"
+#: Distinct messages the sender cycles through (their sequence numbers differ).
+VARIANTS = 1024
+
+
+def messages(n: int = VARIANTS) -> list[bytes]:
+    """``n`` one-frame messages as a producer sends them: a typical record, protobuf, seq 1 to ``n``."""
+    enc = Encoder(IDENTITY, "protobuf")
+    out = []
+    for seq in range(1, n + 1):
+        record = typical_record(seq)
+        out.append(join_message(make_topic(record.levelno, record.name, IDENTITY.service), enc.encode(record, seq)))
+    return out
 
 
 def _port() -> int:
@@ -86,16 +101,17 @@ def _send(ingest: str, count: int, keys: dict[str, str] | None, go: Any) -> None
     if client is not None:
         client.apply(sock)
     sock.connect(ingest)
+    pool = messages()
+    send = sock.send
     go.wait()
-    for _ in range(count):
-        sock.send(TOPIC, zmq.SNDMORE)
-        sock.send(PAYLOAD)
+    for i in range(count):
+        send(pool[i % VARIANTS])
     sock.close(linger=-1)
     ctx.term()
 
 
 class _Counter:
-    """Receive on ``sock`` at C speed (a proxy into a PUB nobody reads) and count frames."""
+    """Receive on ``sock`` at C speed (a proxy into a PUB nobody reads) and count frames (= messages)."""
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], sock: zmq.Socket[bytes]) -> None:
         self.sink = ctx.socket(zmq.PUB)
@@ -165,7 +181,7 @@ def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str,
     go.set()
     frames = seen = base = 0
     first = last = changed = time.perf_counter()
-    while frames < 2 * count and time.perf_counter() - changed < 3.0:
+    while frames < count and time.perf_counter() - changed < 3.0:
         time.sleep(0.005)
         frames = counter.frames()
         now = time.perf_counter()
@@ -173,7 +189,7 @@ def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str,
             if seen == 0:  # the clock starts at the first poll that saw messages
                 first, base = now, frames
             seen, last, changed = frames, now, now
-    received = frames // 2
+    received = frames  # one frame per message
     sender.join(10)
     for p in (sender, server):
         if p is not None:
@@ -182,13 +198,14 @@ def trial(path: str, curve: bool, count: int, keys: dict[str, str]) -> dict[str,
     counter.close()
     recv.close(linger=0)
     ctx.term()
-    rate = (frames - base) / 2 / (last - first) if last > first else 0.0
+    rate = (frames - base) / (last - first) if last > first else 0.0
     return {"received": received, "lost": count - received, "rate": rate}
 
 
 def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
     """Alternate plaintext and CURVE trials per path; return medians and the CURVE/plaintext ratio."""
     results: dict[str, Any] = {}
+    sample = messages(1)[0]
     with tempfile.TemporaryDirectory(prefix="logfabric-bench-curve-") as tmp:
         keys = _keys(Path(tmp))
         for path in ("direct", "broker"):
@@ -208,7 +225,9 @@ def run(count: int = 200_000, rounds: int = 5) -> dict[str, Any]:
                 "curve_rps": [round(r) for r in rates["curve"]],
                 "lost": lost,
                 "messages_per_trial": count,
-                "payload_bytes": len(PAYLOAD),
+                "frames_per_message": 1,
+                "message_bytes": len(sample),
+                "payload_bytes": len(split_message(sample)[1]),
             }
     return results
 

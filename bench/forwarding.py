@@ -67,7 +67,7 @@ def _broker(path: str, ingest: str, egress: str, http: str, ready: Any) -> None:
     from broker import Broker
 
     other = f"tcp://127.0.0.1:{_port()}"
-    kwargs = (
+    kwargs: dict[str, Any] = (
         {"pub_ingest": ingest, "push_ingest": other} if path == "pub" else {"push_ingest": ingest, "pub_ingest": other}
     )
     with Broker(egress=egress, http=http, **kwargs):

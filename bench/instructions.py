@@ -1,5 +1,8 @@
 """P1 in instructions: what one logging call executes, counted by valgrind's callgrind.
 
+It counts P1's best case only: ``logger.info('msg %s %d', 'x', i)`` from one
+call site to one logger, where every cache of the producer hits.
+
 Timings on a shared 2-core machine move with whatever else runs; instruction
 counts do not. Each candidate runs twice under ``valgrind --tool=callgrind``,
 once with ``SHORT`` and once with ``LONG`` calls after the same set-up and
