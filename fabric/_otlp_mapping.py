@@ -22,7 +22,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from fabric import _trace
 from fabric._intake import GapNotice
-from fabric.codec import FABRIC_ATTRIBUTES, _exception_chain, _safe_repr, _safe_str, _scrub, severity_number
+from fabric._record import FABRIC_ATTRIBUTES, exception_chain, severity_number
+from fabric._text import safe_repr, safe_str, scrub
 
 __all__ = ["Item", "Mapper", "MappingLimits", "ResourceKey", "build_request", "resource"]
 
@@ -68,7 +69,7 @@ def _time_ns(created: float) -> int:
 
 
 def _str(value: object) -> str:
-    return value if type(value) is str else "" if value is None else _safe_str(value)
+    return value if type(value) is str else "" if value is None else safe_str(value)
 
 
 def _int(value: object) -> int | None:
@@ -193,13 +194,13 @@ class Mapper:
         if chain:
             first = chain[0]
             if isinstance(first, Mapping):
-                put(out, "exception.type", _exception_type(_safe_str(first.get("type"))))
+                put(out, "exception.type", _exception_type(safe_str(first.get("type"))))
                 put(out, "exception.message", first.get("message"))
             put(out, "logfabric.exceptions", chain)
         if record.exc_text:
-            put(out, "exception.stacktrace", self._text(_safe_str(record.exc_text), lim.body))
+            put(out, "exception.stacktrace", self._text(safe_str(record.exc_text), lim.body))
         if record.stack_info:
-            put(out, "code.stacktrace", self._text(_safe_str(record.stack_info), lim.body))
+            put(out, "code.stacktrace", self._text(safe_str(record.stack_info), lim.body))
         seq = d.get("seq")
         if remote and seq is not None:
             put(out, "logfabric.seq", seq)
@@ -216,11 +217,11 @@ class Mapper:
             scope = self._scopes.get(name)
             if scope is not None:
                 return scope
-        text = self._text(_safe_str(name), self.limits.text)
+        text = self._text(safe_str(name), self.limits.text)
         try:
             text.encode()
         except UnicodeEncodeError:
-            text = _scrub(text)
+            text = scrub(text)
         if type(name) is str:
             if len(self._scopes) >= _SCOPES:
                 self._scopes.clear()
@@ -248,7 +249,7 @@ class Mapper:
         lim = self.limits
         out = OtlpRecord()
         out.severity_number = severity_number(record.levelno)  # type: ignore[assignment]  # in the enum's range
-        out.severity_text = self._text(_safe_str(record.levelname), lim.text)
+        out.severity_text = self._text(safe_str(record.levelname), lim.text)
         self._room = lim.attributes
         put = self._put
         if record.pathname:
@@ -285,7 +286,7 @@ class Mapper:
             record.exc_text = _DEFAULT_FORMATTER.formatException(record.exc_info)
         return [
             {"type": kind, "message": message, "relation": _RELATIONS[relation]}
-            for kind, message, relation in _exception_chain(record.exc_info[1])
+            for kind, message, relation in exception_chain(record.exc_info[1])
         ] or None
 
     # ------------------------------------------------------------------ values
@@ -294,10 +295,10 @@ class Mapper:
         if len(text) > cap:
             self.truncated += 1
             text = f"{text[:cap]}... [logfabric: truncated {len(text) - cap} chars]"
-        return _scrub(text) if self._scrubbing else text
+        return scrub(text) if self._scrubbing else text
 
     def _key(self, name: object) -> str:
-        return self._text(name if type(name) is str else _safe_str(name), 256)
+        return self._text(name if type(name) is str else safe_str(name), 256)
 
     def _value(self, out: AnyValue, value: object, depth: int) -> None:
         """Write ``value`` as a typed AnyValue: str, bool, int, float, bytes, list (array) or mapping (kvlist)."""
@@ -311,7 +312,7 @@ class Mapper:
             if _INT64[0] <= number <= _INT64[1]:
                 out.int_value = number
             else:  # beyond OTLP's int64: its decimal text
-                out.string_value = self._text(_safe_repr(number), lim.text)
+                out.string_value = self._text(safe_repr(number), lim.text)
         elif isinstance(value, float):
             out.double_value = float(value)
         elif isinstance(value, (bytes, bytearray, memoryview)):
@@ -330,7 +331,7 @@ class Mapper:
             else:
                 self._array(out, value, depth)
         else:
-            out.string_value = self._text(_safe_repr(value), lim.text)
+            out.string_value = self._text(safe_repr(value), lim.text)
 
     def _array(self, out: AnyValue, value: Any, depth: int) -> None:
         array = out.array_value

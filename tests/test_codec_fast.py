@@ -2,7 +2,7 @@
 
 ``decode()`` reads a payload in the encoder's own layout from a cache of the
 block of repeated fields once it has parsed that block fully. These tests check
-that the cached path and the full parse (``_decode_protobuf``) agree on every
+that the cached path and the full parse (``fabric._pb_reader.decode_full``) agree on every
 record, and on damaged payloads: both reject, or both return the same record.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabric import codec
+from fabric import _pb_layout, _pb_reader, codec
 from fabric._proto.logfabric.v1 import record_pb2 as pb
 from fabric.codec import Encoder, Limits, MalformedRecord, ProducerIdentity, decode
 
@@ -62,7 +62,7 @@ def _same(a: codec.Decoded, b: codec.Decoded) -> None:
 def test_cached_path_equals_full_parse(record: logging.LogRecord, seq: int) -> None:
     """The first decode parses fully and caches; the second uses the cache; both match a full parse."""
     payload = Encoder(IDENTITY, "protobuf").encode(record, seq)
-    full = codec._decode_protobuf(payload, Limits())
+    full = _pb_reader.decode_full(payload, Limits())
     _same(decode(payload), full)
     _same(decode(payload), full)
     # and a full parse by the generated code agrees on the message
@@ -78,7 +78,7 @@ def test_typical_records_take_the_cached_path() -> None:
     first = enc.encode(logger.makeRecord(logger.name, 20, __file__, 7, "a %d", (1,), None, "f"), 1)
     second = enc.encode(logger.makeRecord(logger.name, 20, __file__, 7, "b %d", (2,), None, "f"), 2)
     decode(first)
-    fast = codec._decode_protobuf_fast(second, Limits())
+    fast = _pb_reader.decode_fast(second, Limits())
     assert fast is not None
     assert fast.record.getMessage() == "b 2" and fast.seq == 2
     assert fast.record.filename == "test_codec_fast.py" and fast.record.module == "test_codec_fast"
@@ -99,7 +99,7 @@ def test_damaged_payloads_agree_with_the_full_parse(record: logging.LogRecord, d
         damaged = damaged[: data.draw(st.integers(1, len(damaged) - 1))]
     payload = bytes(damaged)
     try:
-        full = codec._decode_protobuf(payload, Limits())
+        full = _pb_reader.decode_full(payload, Limits())
     except MalformedRecord:
         with pytest.raises(MalformedRecord):
             decode(payload)
@@ -114,7 +114,7 @@ def test_a_one_byte_seq_with_its_top_bit_set_is_rejected() -> None:
     decode(good)  # the block of repeated fields is now cached
     damaged = good[:-1] + bytes([0x96])
     with pytest.raises(MalformedRecord):
-        codec._decode_protobuf(damaged, Limits())
+        _pb_reader.decode_full(damaged, Limits())
     with pytest.raises(MalformedRecord):
         decode(damaged)
 
@@ -124,12 +124,12 @@ def test_a_block_with_an_explicit_default_is_not_cached() -> None:
     enc = Encoder(IDENTITY, "protobuf")
     record = logging.makeLogRecord({"name": "x", "msg": "real", "levelno": 20, "levelname": "INFO"})
     payload = enc.encode(record, 5)
-    _, body_end, tail, _ = codec._split_fast(payload) or pytest.fail("not our layout")
+    _, body_end, tail, _ = _pb_layout.split(payload) or pytest.fail("not our layout")
     forged = payload[:body_end] + b"\x22\x00" + payload[body_end:]  # body "" inside the block
-    full = codec._decode_protobuf(forged, Limits())
+    full = _pb_reader.decode_full(forged, Limits())
     assert full.record.msg == ""
     assert decode(forged).record.msg == ""
-    assert forged[body_end : tail + 2] not in codec._STATIC_ATTRS
+    assert forged[body_end : tail + 2] not in _pb_reader.STATIC_ATTRS
 
 
 def test_an_oversized_block_is_not_cached() -> None:
@@ -137,8 +137,8 @@ def test_an_oversized_block_is_not_cached() -> None:
     enc = Encoder(IDENTITY, "protobuf")
     record = logging.makeLogRecord({"name": "x", "msg": "m", "levelno": 20, "pathname": "/p" * 1000})
     payload = enc.encode(record, 1)
-    _, body_end, tail, _ = codec._split_fast(payload) or pytest.fail("not our layout")
-    assert tail - body_end > codec._STATIC_MAX_BYTES
+    _, body_end, tail, _ = _pb_layout.split(payload) or pytest.fail("not our layout")
+    assert tail - body_end > _pb_reader.STATIC_MAX_BYTES
     assert decode(payload).record.pathname == "/p" * 1000
-    assert payload[body_end:tail] not in codec._STATIC_ATTRS
-    assert codec._decode_protobuf_fast(payload, Limits()) is None
+    assert payload[body_end:tail] not in _pb_reader.STATIC_ATTRS
+    assert _pb_reader.decode_fast(payload, Limits()) is None

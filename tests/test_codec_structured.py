@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from loguru import logger as loguru_logger
 
 from fabric import _structured, codec
+from fabric._record import FORBIDDEN
+from fabric._text import safe_str
 from fabric.codec import CODECS, Encoder, Limits, ProducerIdentity, decode
 
 IDENTITY = ProducerIdentity(service="shop", host="web-1", pid=4242, producer_id=0x0123456789ABCDEF)
@@ -336,7 +338,7 @@ def test_any_event_dict_arrives_as_a_valid_record(event: dict[Any, Any], message
 def test_flatten_returns_a_str_message_record_itself() -> None:
     """A record without structlog's marks comes back as the same object (no copy)."""
     record = logging.LogRecord("app", logging.INFO, __file__, 1, {"a": 1}, (), None)
-    assert _structured.flatten(record, codec._FORBIDDEN, codec._safe_str) is record
+    assert _structured.flatten(record, FORBIDDEN, safe_str) is record
 
 
 # --------------------------------------------------------------------------- loguru's blank exc_text
