@@ -26,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from broker._connections import ConnectionLimits
 from broker._subscriptions import PenaltyBox, SubscriptionWatch
 from broker.auth import BrokerAuth, domain_of, monitor_hook, upstream_keys
 from broker.config import BrokerConfig, subscription_frame_limit
@@ -72,6 +73,8 @@ class Broker:
         self._http: Any = None
         self._auth: BrokerAuth | None = None
         self._watch: SubscriptionWatch | None = None
+        self.limits: ConnectionLimits | None = None
+        """The caps on connections per bound socket and per IP address, and their refusals (once started)."""
 
     # ------------------------------------------------------------------ state
 
@@ -177,8 +180,6 @@ class Broker:
             )
             self._watch = watch
             watch.serve(self.endpoints["egress"])
-            if self._auth is None:
-                monitor.gate("egress", watch.refuse_penalized)
             central.connect(watch.address)
             bridges = []
 
@@ -224,6 +225,11 @@ class Broker:
                 pipe_out.setsockopt(zmq.RCVHWM, 1)
                 self._bind("pipeline", pipe_out, cfg.pipeline, monitor)
                 self._proxies["pipeline"] = Proxy(ctx, "pipeline", pipe_in, pipe_out)
+            limits = ConnectionLimits(
+                self.endpoints, cfg.max_connections, cfg.max_connections_per_ip, http=cfg.http is not None
+            )
+            limits.attach(monitor, {"egress": watch.refuse_penalized} if self._auth is None else None)
+            self.limits = limits
         except BaseException:
             self._close_all()
             raise
@@ -272,6 +278,7 @@ class Broker:
             self._auth.serve(role, sock)
         else:
             sock.setsockopt(zmq.ZAP_DOMAIN, domain_of(role).encode())
+        sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.config.handshake_timeout * 1000))
         monitor.watch(role, sock)  # before binding, or a peer already retrying could connect unseen
         _sockets.attach(sock, endpoint, bind=True)
         self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from broker._connections import raise_fd_limit
 from broker.broker import Broker
 from broker.config import BrokerConfig, ConfigError
 
@@ -53,6 +54,25 @@ def build_parser(prog: str = "logfabric broker") -> argparse.ArgumentParser:
         help="bytes of distinct subscription prefixes held for subscribers; past it the connection that sent "
         f"the most is dropped (default {d.subscription_budget})",
     )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help=f"connections each bound socket holds at most (default {d.max_connections}; "
+        "fewer if the descriptor limit leaves less room)",
+    )
+    p.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        metavar="N",
+        help=f"connections each bound socket holds at most from one IP address (default {d.max_connections_per_ip})",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"a peer that has not finished its ZMTP handshake by then is dropped (default {d.handshake_timeout:g})",
+    )
     curve = p.add_argument_group("CurveZMQ (docs/security.md)")
     curve.add_argument(
         "--curve-secret-key", metavar="FILE", help="the broker's secret key file; turns CURVE on (default off)"
@@ -93,6 +113,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "logfabric broker") -> i
             hwm=args.hwm,
             max_message=args.max_message,
             subscription_budget=args.subscription_budget,
+            max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
+            handshake_timeout=args.handshake_timeout,
             curve_secret_key=args.curve_secret_key,
             curve_producers=args.curve_producers,
             curve_subscribers=args.curve_subscribers,
@@ -100,6 +123,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "logfabric broker") -> i
             curve_upstream_key=args.curve_upstream_key,
             allow_open_secret_key=args.allow_open_secret_key,
         )
+        raise_fd_limit()  # a descriptor per connection: use what the hard limit allows
         broker = Broker(config)
         broker.start()
     except (ConfigError, ValueError, RuntimeError) as exc:

@@ -25,6 +25,9 @@ CURVE_FRAME_BYTES = 33
 #: The default :attr:`BrokerConfig.subscription_budget`: libzmq spends about 200 times
 #: this on the tries of the sockets subscriptions pass through.
 DEFAULT_SUBSCRIPTION_BUDGET = 256 * 1024
+#: The defaults of :attr:`BrokerConfig.max_connections` and :attr:`BrokerConfig.max_connections_per_ip`.
+DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_MAX_CONNECTIONS_PER_IP = 1_000
 
 
 def subscription_frame_limit(curve: bool) -> int:
@@ -73,6 +76,12 @@ class BrokerConfig:
     """Largest message accepted at an ingest (ZMQ_MAXMSGSIZE), in bytes."""
     subscription_budget: int = DEFAULT_SUBSCRIPTION_BUDGET
     """Bytes of distinct subscription prefixes held for subscribers; past it the top sender is dropped."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Connections each bound socket holds at most (fewer if the descriptor limit leaves less room)."""
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    """Connections each bound socket holds at most from one IP address."""
+    handshake_timeout: float = 5.0
+    """Seconds a peer has to finish its ZMTP handshake (ZMQ_HANDSHAKE_IVL) before it is dropped."""
     curve_secret_key: str | None = None
     """The broker's CURVE secret key file (NAME.key_secret); turns CurveZMQ on for every bound socket."""
     curve_producers: str | None = None
@@ -104,6 +113,11 @@ class BrokerConfig:
                 f"subscription_budget must be at least {MAX_TOPIC} bytes (one longest subscription), "
                 f"got {self.subscription_budget}"
             )
+        for name in ("max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.1 <= self.handshake_timeout <= 3600:
+            raise ConfigError(f"handshake_timeout must be between 0.1 and 3600 seconds, got {self.handshake_timeout}")
         if not isinstance(self.allow_open_secret_key, bool):
             raise ConfigError(f"allow_open_secret_key must be True or False, got {self.allow_open_secret_key!r}")
         if self.max_message < 1024:
@@ -171,7 +185,15 @@ def _endpoint(name: str, value: object) -> None:
 _CURVE_SERVER = ("curve_secret_key", "curve_producers", "curve_subscribers")
 _OPTIONAL = ("pipeline", "http", *_CURVE_SERVER, "curve_client_key", "curve_upstream_key")
 
-_TYPES: dict[str, type] = {"drain_timeout": float, "hwm": int, "max_message": int, "subscription_budget": int}
+_TYPES: dict[str, type] = {
+    "drain_timeout": float,
+    "hwm": int,
+    "max_message": int,
+    "subscription_budget": int,
+    "max_connections": int,
+    "max_connections_per_ip": int,
+    "handshake_timeout": float,
+}
 _BOOLS = ("allow_open_secret_key",)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 

@@ -28,7 +28,7 @@ MAX_CONNECTIONS = 1024
 
 
 class _Server(ThreadingHTTPServer):
-    """One thread per connection, but at most MAX_CONNECTIONS of them, none living past REQUEST_DEADLINE.
+    """One thread per connection, but at most ``most`` of them, none living past REQUEST_DEADLINE.
 
     The handler's socket timeout only bounds each read: a client that sends a
     byte every few seconds would keep its thread for good. ``service_actions``
@@ -39,18 +39,22 @@ class _Server(ThreadingHTTPServer):
     # few hundred idle ones) wait seconds to be accepted, probes included.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], most: int = MAX_CONNECTIONS
+    ) -> None:
         super().__init__(address, handler)
+        self.most = most
+        """Connections served at once (fewer than MAX_CONNECTIONS when file descriptors are short)."""
         self._open: dict[Any, float] = {}
         self._open_lock = threading.Lock()
         self.refused = 0
-        """Connections closed at once because MAX_CONNECTIONS were open."""
+        """Connections closed at once because ``most`` were open."""
         self.cut_off = 0
         """Connections shut down at REQUEST_DEADLINE."""
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
-            full = len(self._open) >= MAX_CONNECTIONS
+            full = len(self._open) >= self.most
             if full:
                 self.refused += 1
             else:
@@ -111,7 +115,8 @@ def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
 
     host, port = parse_http(address)
     try:
-        server = _Server((host, port), Handler)
+        most = broker.limits.http if broker.limits is not None else MAX_CONNECTIONS
+        server = _Server((host, port), Handler, most)
     except OSError as exc:
         raise RuntimeError(f"cannot serve HTTP on {address!r}: {exc.strerror}") from None
     server.daemon_threads = True

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import fabric
+from broker._connections import REASONS
 
 if TYPE_CHECKING:
     from broker.broker import Broker
@@ -84,6 +85,24 @@ class _BrokerCollector(Collector):
                 disconnects.add_metric([role], b.disconnects(role))
                 for reason, count in b.refusals(role).items():
                     malformed.add_metric([role, reason], count)
+        limit = GaugeMetricFamily(
+            "logfabric_broker_connection_limit",
+            "Connections a bound socket holds at most, in all (scope=socket) and from one IP address (scope=address).",
+            labels=["socket", "scope"],
+        )
+        refused_connections = CounterMetricFamily(
+            "logfabric_broker_connections_refused",
+            "Connections shut down as soon as accepted because their socket held its cap (socket_full) or their "
+            "IP address held its share (address_full), by socket and reason.",
+            labels=["socket", "reason"],
+        )
+        if b.limits is not None:
+            refused_by = b.limits.refusals()
+            for role, (cap, per_ip) in b.limits.caps.items():
+                limit.add_metric([role, "socket"], cap)
+                limit.add_metric([role, "address"], per_ip)
+                for reason in REASONS:
+                    refused_connections.add_metric([role, reason], refused_by.get((role, reason), 0))
         held, held_bytes = b.subscriptions()
         subscriptions_held = GaugeMetricFamily(
             "logfabric_broker_subscriptions",
@@ -153,6 +172,8 @@ class _BrokerCollector(Collector):
             auth_refused,
             allowed_keys,
             connections,
+            limit,
+            refused_connections,
             drained,
             up,
             uptime,
