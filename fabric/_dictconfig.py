@@ -13,6 +13,13 @@ frozen, so on exactly those releases this module wraps two methods of
 The ``fabric`` package is often first imported by dictConfig itself, while it
 resolves the entry's class; that configuration is already past the point where
 the wrapper would add ``handlers``, so the entry being configured gets it here.
+
+Before 3.12 dictConfig has no notion of a queue handler and passes every key
+of an entry to the class as a keyword argument, so there the wrapper only
+refuses ``handlers`` and ``listener`` under a ZmqHandler entry with an error
+that says what to do. From 3.12.4 the stdlib builds a ``QueueListener`` from
+those keys and sets it as the handler's ``listener``, where
+:class:`fabric.ZmqHandler` refuses one that has handlers.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import logging.config
 import sys
 from typing import Any
 
-__all__ = ["AFFECTED", "install", "refuse_listener_options"]
+__all__ = ["AFFECTED", "LISTENER", "install", "refuse_listener_options"]
 
 #: Whether this interpreter is one of the releases whose dictConfig needs the shim.
 AFFECTED = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 4)
+#: Whether this interpreter's dictConfig passes every key of an entry as a keyword argument.
+KEYWORDS_ONLY = sys.version_info < (3, 12)
 
 
 def refuse_listener_options(handlers: object, listener: object) -> None:
@@ -47,32 +56,60 @@ def refuse_listener_options(handlers: object, listener: object) -> None:
         )
 
 
+def _get_listener(handler: object) -> object:
+    return vars(handler).get("_listener")
+
+
+def _set_listener(handler: object, listener: object) -> None:
+    if listener is not None:  # dictConfig (3.12.4+) builds one from the entry's "handlers"
+        refuse_listener_options(getattr(listener, "handlers", None), None)
+    vars(handler)["_listener"] = listener
+
+
+#: ``ZmqHandler.listener``: the attribute 3.12+ dictConfig sets on a ``QueueHandler``
+#: it builds, refusing a listener that was given handlers (they would never receive a record).
+LISTENER = property(_get_listener, _set_listener, doc="The QueueListener dictConfig attached (it receives nothing).")
+
+
 def _is_zmq_handler(klass: object) -> bool:
     from fabric.handler import ZmqHandler
 
     return isinstance(klass, type) and issubclass(klass, ZmqHandler)
 
 
+def _entry_class(configurator: Any, config: Any) -> object:
+    """The class a handler entry names, or None (the stdlib reports a bad name its own way)."""
+    cname = config.get("class") if hasattr(config, "get") else None
+    if cname is None:
+        return None
+    try:
+        return cname if callable(cname) else configurator.resolve(cname)
+    except Exception:
+        return None
+
+
 def install() -> None:
-    """Wrap ``DictConfigurator`` on the affected releases (idempotent; nothing elsewhere)."""
-    if not AFFECTED:
+    """Wrap ``DictConfigurator`` where its handling of ZmqHandler entries needs it (idempotent)."""
+    if not (AFFECTED or KEYWORDS_ONLY):
         return
     configurator: Any = logging.config.DictConfigurator
     if getattr(configurator.configure_handler, "_fabric_wrapped", False):
         return
     original_configure = configurator.configure_handler
-    original_queue = configurator._configure_queue_handler
 
     def configure_handler(self: Any, config: Any) -> Any:
-        cname = config.get("class") if hasattr(config, "get") else None
-        if cname is not None and "handlers" not in config:
-            try:
-                klass = cname if callable(cname) else self.resolve(cname)
-            except Exception:  # the original reports a bad class name its own way
-                klass = None
-            if _is_zmq_handler(klass):
+        if _is_zmq_handler(_entry_class(self, config)):
+            if KEYWORDS_ONLY:
+                refuse_listener_options(config.get("handlers"), config.get("listener"))
+            elif "handlers" not in config:
                 config["handlers"] = []
         return original_configure(self, config)
+
+    configure_handler._fabric_wrapped = True  # type: ignore[attr-defined]
+    configurator.configure_handler = configure_handler
+    if KEYWORDS_ONLY:
+        return
+    original_queue = configurator._configure_queue_handler
 
     def configure_queue_handler(self: Any, klass: Any, **kwargs: Any) -> Any:
         if not _is_zmq_handler(klass):
@@ -81,8 +118,6 @@ def install() -> None:
         kwargs.pop("respect_handler_level", None)
         return klass(**kwargs)
 
-    configure_handler._fabric_wrapped = True  # type: ignore[attr-defined]
-    configurator.configure_handler = configure_handler
     configurator._configure_queue_handler = configure_queue_handler
     _complete_entry_in_flight(original_configure.__code__)
 

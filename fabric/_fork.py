@@ -6,7 +6,7 @@ import os
 import weakref
 from typing import Protocol
 
-__all__ = ["INHERITED", "track"]
+__all__ = ["INHERITED", "live", "track"]
 
 
 class _Forkable(Protocol):
@@ -38,10 +38,23 @@ def track(handler: _Forkable) -> None:
         _finalize_in_mp_child(handler)
 
 
+def live() -> list[_Forkable]:
+    """The handlers alive in this process (made here or inherited across fork)."""
+    return list(_LIVE)
+
+
 def _finalize_in_mp_child(handler: _Forkable) -> None:
     import multiprocessing.util as mp_util
 
-    mp_util.Finalize(handler, handler.close, exitpriority=100)
+    mp_util.Finalize(handler, _close_at_exit, args=(handler,), exitpriority=100)
+
+
+def _close_at_exit(handler: _Forkable) -> None:
+    """A multiprocessing child's exit: closed handlers stay closed from now on, then close this one."""
+    from fabric import _exit
+
+    _exit.mark_exiting()
+    handler.close()
 
 
 def _after_fork_in_child() -> None:

@@ -165,11 +165,18 @@ class Link:
         """Whether the subscriptions held exceed :data:`fabric._sockets.SUBSCRIPTION_BUDGET`."""
         return self.subscription_bytes > _sockets.SUBSCRIPTION_BUDGET
 
-    def close(self, linger_ms: int) -> None:
-        """Close the socket (waiting up to ``linger_ms`` for queued messages) and its context."""
+    def close(self, linger_ms: int) -> bool:
+        """Close the socket (waiting up to ``linger_ms`` for queued messages) and its context.
+
+        Returns whether everything queued left before the wait ran out
+        (``ctx.term()`` is libzmq's only blocking wait for that; with nothing
+        queued it returns at once).
+        """
         self._close_monitor()
         self.sock.close(linger=linger_ms)
+        started = time.monotonic()
         self.ctx.term()  # returns once queued messages left or linger expired
+        return time.monotonic() - started < linger_ms / 1000
 
     def _close_monitor(self) -> None:
         if self.monitor is not None:

@@ -31,11 +31,17 @@ class Outbox:
     (and so reads their attributes fastest) only up to 30 attribute names.
     """
 
-    __slots__ = ("by_topic", "held", "held_bytes", "link", "owner", "ready")
+    __slots__ = ("by_topic", "endpoint", "held", "held_bytes", "link", "owner", "ready", "reopenable", "sent_at_open")
 
     def __init__(self, owner: _Owner, ready: bool) -> None:
         self.owner = owner
         self.link: Link | None = None
+        self.endpoint: str | None = None
+        """The endpoint last attached to (for a bound ``*`` port: the one it got), to open again there."""
+        self.sent_at_open = 0
+        """``stats["sent"]`` when the link opened: unchanged, nothing was handed to it."""
+        self.reopenable = False
+        """Closed by ``logging.shutdown()`` before exit: open again at the next record."""
         self.ready = ready
         """Push: always; pub: once a subscriber has subscribed."""
         self.held: deque[bytes] = deque()
@@ -140,8 +146,8 @@ class Outbox:
         self.ready = False  # records wait for a subscriber again, as at the start
         self.owner._open(link.endpoint)
 
-    def close(self, deadline: float) -> None:
-        """Send held records until ``deadline`` (dropping, counted, what is left), then close the link."""
+    def _send_held(self, deadline: float) -> None:
+        """Send held records (waiting for a subscriber if need be) until none is left or ``deadline``."""
         while self.held and time.monotonic() < deadline and self.link is not None:
             if self.ready:
                 self.flush()
@@ -149,6 +155,29 @@ class Outbox:
                 self.poll_ready()
             if self.held:
                 time.sleep(0.005)
+
+    def drain(self, deadline: float) -> bool:
+        """Return once everything handed to the link has left the process, or at ``deadline``; say which.
+
+        Held records are sent first; if some are still held at ``deadline``,
+        they and the link stay. Otherwise the link is closed, waiting until
+        its queue is empty (libzmq can only wait for that while closing), and
+        the next record opens a new one. A link nothing was handed to stays.
+        """
+        self._send_held(deadline)
+        link = self.link
+        if link is None:
+            return True
+        if self.held:
+            return False
+        if self.owner.stats["sent"] == self.sent_at_open:
+            return True
+        self.link = None
+        return link.close(int(max(0.0, deadline - time.monotonic()) * 1000))
+
+    def close(self, deadline: float) -> None:
+        """Send held records until ``deadline`` (dropping, counted, what is left), then close the link."""
+        self._send_held(deadline)
         self.owner.stats["dropped"] += len(self.held)
         self.held.clear()
         self.held_bytes = 0

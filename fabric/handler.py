@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import zmq
 
-from fabric import _fork, _sockets, _trace, curve
+from fabric import _dictconfig, _exit, _fork, _options, _sockets, _trace, curve
 from fabric._link import Link, open_link, send
+from fabric._options import default_service
 from fabric._outbox import Outbox
-from fabric.codec import CODECS, Codec, Encoder, ProducerIdentity
+from fabric.codec import Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
 __all__ = ["Mode", "ZmqHandler", "default_service"]
@@ -31,23 +32,6 @@ _INHERITED = _fork.INHERITED
 # size plus _WEIGHT, so that happens every 256 records at the latest.
 _SLICE = 4 * 1024 * 1024
 _WEIGHT = _SLICE // 256
-
-
-def default_service() -> str:
-    """The service name used when none is given: ``$LOGFABRIC_SERVICE`` or the program name."""
-    env = os.environ.get("LOGFABRIC_SERVICE")
-    if env:
-        return env
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if prog.endswith(".py"):
-        prog = prog[:-3]
-    return prog or "python"
-
-
-def _new_producer_id() -> int:
-    # From the OS, not from `random`: a child made by a bare fork() (no at-fork
-    # hooks, so `random` is not reseeded) must not draw its parent's next id.
-    return int.from_bytes(os.urandom(8), "big")
 
 
 class ZmqHandler(logging.handlers.QueueHandler):
@@ -77,8 +61,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         send_timeout: seconds a logging call may wait when the socket is full;
             ``0`` (the default) drops the record at once. Drops are counted in
             :attr:`stats`.
-        linger: seconds :meth:`close` (and so interpreter exit) waits for queued
-            records to leave when the peer is unreachable.
+        linger: seconds :meth:`close` (and so interpreter exit) and :meth:`flush`
+            wait for queued records to leave when the peer is unreachable.
         max_message: message bytes (topic and payload) above which a record is dropped and counted
             (``"oversize"``) instead of being refused by the receiver.
         curve_server_key, curve_client_key: paths of the broker's public key
@@ -86,6 +70,15 @@ class ZmqHandler(logging.handlers.QueueHandler):
             authenticate with CurveZMQ (both or neither; default
             ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``,
             else plaintext). See :mod:`fabric.curve`.
+        flush_on_signal: made in the main thread while SIGTERM (or SIGINT) has
+            its default disposition, set a handler for it that flushes every
+            ZmqHandler (within ``linger``), then dies of the signal as before;
+            ``False`` leaves signals alone. See :mod:`fabric._exit`.
+
+    Closed by ``logging.shutdown()`` before exit (``dictConfig`` does that), it
+    opens again at its next record, as ``logging.FileHandler`` does; closed at
+    exit or by its own :meth:`close`, it drops what it is given (see
+    :mod:`fabric._exit`).
 
     Attributes:
         stats: counts for this process: ``sent``, ``dropped``, ``oversize``,
@@ -113,28 +106,18 @@ class ZmqHandler(logging.handlers.QueueHandler):
         max_message: int = _sockets.DEFAULT_MAX_MESSAGE,
         curve_server_key: str | os.PathLike[str] | None = None,
         curve_client_key: str | os.PathLike[str] | None = None,
+        flush_on_signal: bool = True,
     ) -> None:
-        # Python 3.12+ dictConfig builds QueueHandler subclasses as
-        # klass(queue, **config): the endpoint then arrives by keyword and the
-        # positional queue is not ours to use.
-        if endpoint is None and isinstance(_queue_or_endpoint, str):
-            endpoint = _queue_or_endpoint
-        if endpoint is None:
-            raise ValueError("ZmqHandler needs an endpoint, e.g. ZmqHandler('tcp://127.0.0.1:5557')")
-        self.endpoint = _sockets.check_endpoint(endpoint)
-        if mode not in ("push", "pub"):
-            raise ValueError(f"unknown mode {mode!r}: use 'push' or 'pub'")
-        if codec not in CODECS:
-            raise ValueError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
-        if send_timeout < 0 or linger < 0 or hwm < 0:
-            raise ValueError("send_timeout, linger and hwm must not be negative")
-        if hwm == 0:
-            raise ValueError(
-                "hwm=0 would let the queue grow without limit (0 means 'no limit' to ZeroMQ); "
-                f"give the number of records to queue per peer, e.g. the default {_sockets.DEFAULT_HWM}"
-            )
-        if buffer_bytes <= 0:
-            raise ValueError(f"buffer_bytes must be positive, e.g. the default {_sockets.DEFAULT_BUFFER_BYTES}")
+        self.endpoint = _options.check(
+            _queue_or_endpoint,
+            endpoint,
+            mode=mode,
+            codec=codec,
+            send_timeout=send_timeout,
+            linger=linger,
+            hwm=hwm,
+            buffer_bytes=buffer_bytes,
+        )
         self.curve = curve.client_keys(curve_server_key, curve_client_key)
         curve.check_not_bound(self.curve, bind)
         super().__init__(None)  # type: ignore[arg-type]  # the socket is our queue
@@ -151,6 +134,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._closed = False
         self._reset(_socket.gethostname())
         _fork.track(self)
+        if flush_on_signal:
+            _exit.arm_signals()
 
     # ------------------------------------------------------------------ state
 
@@ -179,13 +164,15 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """A fresh producer id, with every topic's sequence starting again at 1."""
         self._topics: dict[tuple[int, str], list[Any]] = {}  # (levelno, name) -> shared [topic, seq]
         self._out.by_topic = {}
-        self.identity = ProducerIdentity(self.service, host, self._pid, _new_producer_id())
+        self.identity = ProducerIdentity(self.service, host, self._pid, _options.new_producer_id())
         self._encoder = Encoder(self.identity, self.codec, self.formatter)
 
     def _after_fork_in_child(self) -> None:
-        if self._out.link is not None:
-            _INHERITED.extend(self._out.link.inherited())
+        out = self._out
+        if out.link is not None:
+            _INHERITED.extend(out.link.inherited())
         self._reset(self.identity.host)
+        self._out.reopenable = out.reopenable
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """Set the formatter used for exception and stack text (not the message)."""
@@ -193,20 +180,25 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._encoder = Encoder(self.identity, self.codec, fmt)
 
     def _open(self, endpoint: str | None = None) -> Link:
-        if self._closed:
-            raise _Closed
         if self._pid != os.getpid():  # forked by a path that skipped at-fork hooks
             self._after_fork_in_child()
+        out = self._out
+        if self._closed:  # open again after a close by logging.shutdown() before exit, not otherwise
+            if not out.reopenable or _exit.exiting():
+                raise _Closed
+            self._closed = out.reopenable = False
+            _exit.rejoin_shutdown(self)
+        out.ready = self.mode == "push"  # pub: records wait for a subscription to this socket
         link = open_link(
             self.mode,
-            endpoint or self.endpoint,
+            endpoint or out.endpoint or self.endpoint,
             self.bind,
             self.hwm,
             self.send_timeout,
             self.linger,
             self.curve,
         )
-        self._out.link = link
+        out.link, out.endpoint, out.sent_at_open = link, link.endpoint, self.stats["sent"]
         self._refresh()
         return link
 
@@ -217,6 +209,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._credit = _SLICE if out.fast else 0
 
     # ------------------------------------------------------------------ QueueHandler seams
+
+    listener = _dictconfig.LISTENER
 
     def prepare(self, record: logging.LogRecord) -> Any:
         """Return the record to send: ``record`` itself (:meth:`enqueue` encodes it).
@@ -340,10 +334,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """
         deadline = time.monotonic() + timeout
         with self.lock:  # type: ignore[union-attr]
-            if self._closed:  # a closed handler never becomes ready
-                return False
             if self._out.link is None or self._pid != os.getpid():
-                self._open()
+                try:
+                    self._open()
+                except _Closed:  # a closed handler never becomes ready
+                    return False
         while True:
             with self.lock:  # type: ignore[union-attr]
                 if self._closed:
@@ -358,13 +353,30 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def flush(self) -> None:
-        """Send records still waiting for a pub subscriber, if one has arrived."""
-        with self.lock:  # type: ignore[union-attr]
-            out = self._out
-            if out.link is not None and self._pid == os.getpid() and out.held:
-                out.flush() if out.ready else out.poll_ready()
-                self._refresh()
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Block until every record handed to this handler so far has left the process; say whether it did.
+
+        Waits at most ``timeout`` seconds (default: ``linger``), for a pub
+        handler's first subscriber too, and returns ``False`` if the wait ran
+        out first (records still waiting for a subscriber stay held). The
+        handler stays usable: libzmq can only wait for its queue while closing
+        the socket, so the next record opens a new one, with the same producer
+        id and sequences. From ``logging.shutdown()``, which calls
+        :meth:`close` next, it returns at once.
+        """
+        if timeout is None and _exit.by_logging_shutdown(sys._getframe(0)):
+            return True  # close() comes next and waits for the same records
+        wait = self.linger if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + wait
+        if not self.lock.acquire(timeout=wait):  # type: ignore[union-attr]
+            return False
+        try:
+            if self._closed or self._pid != os.getpid():
+                return True  # nothing of this process is in flight
+            return self._out.drain(deadline)
+        finally:
+            self._refresh()
+            self.lock.release()  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Deliver what is queued (waiting at most ``linger`` seconds), then close.
@@ -373,9 +385,14 @@ class ZmqHandler(logging.handlers.QueueHandler):
         just before ``sys.exit()`` are delivered; an unreachable peer delays exit
         by at most ``linger`` in all (waiting for a pub subscriber included).
         """
+        by_shutdown = _exit.by_logging_shutdown(sys._getframe(0))
         with self.lock:  # type: ignore[union-attr]
-            if not self._closed and self._out.link is not None and self._pid == os.getpid():
-                self._out.close(time.monotonic() + self.linger)
+            out = self._out
+            if not self._closed and out.link is not None and self._pid == os.getpid():
+                out.close(time.monotonic() + self.linger)
+            # Closed by logging.shutdown() (dictConfig does that): the next record opens again,
+            # unless this handler had been closed by its own close() before.
+            out.reopenable = by_shutdown and (out.reopenable or not self._closed)
             self._closed = True
             self._refresh()
         super().close()

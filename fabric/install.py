@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
+import warnings
 from typing import Any
 
 from fabric.handler import ZmqHandler
 
 __all__ = ["install"]
+
+_warned = threading.Event()
 
 
 def install(
@@ -25,7 +30,14 @@ def install(
     ``$LOGFABRIC_SERVICE`` (then the program name). ``level``, if given, is set
     on the logger, so ``install(level="INFO")`` is all a service needs. Calling
     it again for the same logger replaces the earlier handler instead of adding
-    a second one. Other keyword arguments go to :class:`ZmqHandler`.
+    a second one. Other keyword arguments go to :class:`ZmqHandler`; among
+    them ``flush_on_signal=False`` leaves SIGTERM and SIGINT alone.
+
+    A framework that configures logging afterwards (``django.setup()``,
+    ``uvicorn.run()``, any ``logging.config.dictConfig``) closes every handler;
+    this one opens its socket again at its next record. If that configuration
+    also replaces the logger's handlers (it configures the root logger), a
+    ``RuntimeWarning`` says so, once per process, and what to do instead.
     """
     endpoint = endpoint or os.environ.get("LOGFABRIC_ENDPOINT")
     if not endpoint:
@@ -36,7 +48,65 @@ def install(
         target.removeHandler(old)
         old.close()
     handler._installed_by_fabric = True  # type: ignore[attr-defined]
+    with logging._lock:  # type: ignore[attr-defined]
+        if type(target.handlers) is list:
+            target.handlers = _Watched(target.handlers)
     target.addHandler(handler)
     if level is not None:
         target.setLevel(level)
     return handler
+
+
+class _Watched(list):  # type: ignore[type-arg]
+    """A logger's handler list that notices when logging configuration takes out an install()ed handler.
+
+    ``Logger.removeHandler`` is the one way ``dictConfig``, ``fileConfig`` and
+    ``basicConfig(force=True)`` take handlers off a logger; everything else a
+    list does, and so every logging call, is the plain list's.
+    """
+
+    __slots__ = ()
+
+    def remove(self, value: Any, /) -> None:
+        """Remove ``value``; warn if it is an install()ed handler taken out by a logging configuration."""
+        super().remove(value)
+        if getattr(value, "_installed_by_fabric", False) and not _warned.is_set():
+            by = _configuring(sys._getframe(1))
+            if by is not None:
+                _warned.set()
+                _warn(value, by)
+
+
+def _configuring(frame: Any) -> str | None:
+    """The logging configuration call (``dictConfig``, ``fileConfig``, ``basicConfig``) on the stack, if any."""
+    config_file = sys.modules["logging.config"].__file__ if "logging.config" in sys.modules else None
+    for _ in range(12):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if config_file is not None and code.co_filename == config_file:
+            file_config = code.co_name == "_install_loggers"
+            return "logging.config.fileConfig()" if file_config else "logging.config.dictConfig()"
+        if code.co_name == "basicConfig" and code.co_filename == logging.__file__:
+            return "logging.basicConfig(force=True)"
+        frame = frame.f_back
+    return None
+
+
+def _warn(handler: ZmqHandler, by: str) -> None:
+    """Say once, on stderr, that install()'s handler was taken off its logger, and what to do."""
+    frame: Any = sys._getframe(0)
+    level = 1
+    here, logging_dir = os.path.dirname(__file__), os.path.dirname(logging.__file__)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) in (here, logging_dir):
+        frame, level = frame.f_back, level + 1  # point at the caller of the configuration
+    message = (
+        f"logfabric: {by} removed the ZmqHandler that fabric.install() attached ({handler.endpoint}); "
+        "unless that configuration has its own fabric.ZmqHandler, records no longer reach the fabric. "
+        "Add a fabric.ZmqHandler to that configuration's root handlers, or call fabric.install() after the "
+        "framework has configured logging (uvicorn: log_config=None)."
+    )
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=level)
+    except Exception:  # warnings turned into errors must not break the configuration that is running
+        sys.stderr.write(f"RuntimeWarning: {message}\n")

@@ -119,3 +119,34 @@ def _chain(exc: BaseException) -> str:
         parts.append(str(seen))
         seen = seen.__cause__ or seen.__context__
     return " <- ".join(parts)
+
+
+class TestListenerKeys:
+    """``handlers`` and ``listener`` under a ZmqHandler entry are refused with a clear error on every Python."""
+
+    def test_handlers_under_a_zmq_handler_entry_are_refused(self, endpoint, restore_logging):
+        """Handlers listed under a ZmqHandler entry would receive nothing: dictConfig fails and says why."""
+        config = _config(endpoint)
+        config["handlers"] = {  # type: ignore[index]
+            "console": {"class": "logging.StreamHandler"},
+            "zmq": {"class": "fabric.ZmqHandler", "endpoint": endpoint, "handlers": ["console"]},
+        }
+        with pytest.raises(ValueError) as raised:
+            logging.config.dictConfig(config)
+        assert "does not take 'handlers'" in _chain(raised.value), _chain(raised.value)
+        assert not any(isinstance(h, fabric.ZmqHandler) for h in logging.getLogger("dictconfig-test").handlers)
+
+    def test_zmq_listener_as_a_queue_listener_is_refused(self, endpoint, restore_logging):
+        """``"listener": "fabric.ZmqListener"`` fails with a message naming where a ZmqListener runs."""
+        with pytest.raises(ValueError) as raised:
+            logging.config.dictConfig(_config(endpoint, listener="fabric.ZmqListener"))
+        chain = _chain(raised.value)
+        assert "does not take 'listener'" in chain or "cannot be a QueueHandler's 'listener'" in chain, chain
+        assert not any(isinstance(h, fabric.ZmqHandler) for h in logging.getLogger("dictconfig-test").handlers)
+
+    def test_zmq_listener_given_a_queue_says_what_it_takes(self):
+        """``ZmqListener(queue)`` (the stdlib's listener call) raises a ValueError naming endpoints."""
+        import queue
+
+        with pytest.raises(ValueError, match="takes an endpoint or a list of endpoints, got Queue"):
+            fabric.ZmqListener(queue.Queue())  # type: ignore[arg-type]

@@ -86,11 +86,6 @@ def test_runserver_requests_and_errors_arrive_once(fw_fabric: Fabric, fw_app: Ca
     fw_fabric.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: django.setup() runs dictConfig, which closes the root ZmqHandler that install() "
-    "attached; every later record is counted as dropped, silently",
-)
 def test_install_then_django_setup_keeps_shipping(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
     """``fabric.install()`` then ``django.setup()``: the records logged after setup arrive too."""
     after = 20

@@ -103,11 +103,6 @@ def check_shutdown_records(fabric: Fabric, app: App) -> None:
     fabric.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: uvicorn re-raises SIGTERM after its graceful shutdown, so no exit hook runs "
-    "and the records logged during shutdown are lost",
-)
 def test_sigterm_delivers_what_a_quiet_app_logs_during_shutdown(
     fw_fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path
 ) -> None:
@@ -140,11 +135,6 @@ def run_after_install(fabric: Fabric, fw_app: Callable[..., App], *options: str)
     fabric.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: uvicorn.run() runs dictConfig, which closes the root ZmqHandler that install() "
-    "attached; every later record is counted as dropped, silently",
-)
 def test_install_then_uvicorn_run_keeps_shipping(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
     """``fabric.install()`` then ``uvicorn.run()``: the app's records logged while serving arrive too."""
     run_after_install(fw_fabric, fw_app)
