@@ -47,7 +47,8 @@ def check(
     if endpoint is None and isinstance(queue_or_endpoint, str):
         endpoint = queue_or_endpoint
     if endpoint is None:
-        raise ValueError("ZmqHandler needs an endpoint, e.g. ZmqHandler('tcp://127.0.0.1:5557')")
+        given = "" if queue_or_endpoint is None else f", got {type(queue_or_endpoint).__name__}"
+        raise ValueError(f"ZmqHandler needs one endpoint string, e.g. ZmqHandler('tcp://127.0.0.1:5557'){given}")
     endpoint = _sockets.check_endpoint(endpoint)
     if mode not in ("push", "pub"):
         raise ValueError(f"unknown mode {mode!r}: use 'push' or 'pub'")
