@@ -9,16 +9,15 @@ a visible marker, each cut counted.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fabric._record import FABRIC_ATTRIBUTES, FORBIDDEN, Decoded, Limits, MalformedRecord
+from fabric._record import FABRIC_ATTRIBUTES, FORBIDDEN, Decoded, Limits, MalformedRecord, ReceivedRecord
 from fabric.topic import make_topic
 
 __all__ = ["apply_caps", "check_topic", "finish", "new_record"]
 
-#: ``new_record(logging.LogRecord)``: a record with no attributes, to be given its ``__dict__``.
+#: ``new_record(ReceivedRecord)``: a record with no attributes, to be given its ``__dict__``.
 new_record = object.__new__
 
 # Text attributes of a rehydrated record that the caps apply to.
@@ -132,6 +131,6 @@ def finish(
     if extras:
         extras.update(attrs)
         attrs = extras
-    record = new_record(logging.LogRecord)
+    record = new_record(ReceivedRecord)
     record.__dict__ = attrs
     return Decoded(record, producer_id, seq, cuts)

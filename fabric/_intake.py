@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 import zmq
 
 from fabric import _sockets
+from fabric._record import ReceivedRecord
 from fabric.codec import Limits, MalformedRecord, decode
 from fabric.curve import CurveKeys, check_not_bound
 from fabric.discovery import Endpoints
@@ -41,11 +42,11 @@ REORDER_WINDOW = 100_000
 _BUCKET_TOP = {0x30 + d: d * 10 + 9 for d in range(9)} | {0x39: 2**31 - 1}
 
 
-class GapNotice(logging.LogRecord):
+class GapNotice(ReceivedRecord):
     """A notice this subscriber made about a producer's sequence: records lost, or tracking restarted.
 
     Notices are made locally and only as this class; a decoded remote record is
-    always a plain :class:`logging.LogRecord`, whatever its logger name. So
+    never one, whatever its logger name. So
     ``isinstance(record, GapNotice)`` tells a real notice from a remote record
     that merely uses logger ``logfabric.gaps``.
 

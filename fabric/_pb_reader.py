@@ -14,7 +14,6 @@ exceptions or extras, a cut or damaged frame) takes the full parse.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -23,7 +22,7 @@ import orjson
 from fabric._caps import apply_caps, check_topic, finish, new_record
 from fabric._pb_layout import HEAD_VALUES, LEVEL_NAMES, derived_names, split
 from fabric._proto.logfabric.v1 import record_pb2 as _pb
-from fabric._record import MAX_CHAIN, RELATIONS, Decoded, Limits, MalformedRecord
+from fabric._record import MAX_CHAIN, RELATIONS, Decoded, Limits, MalformedRecord, ReceivedRecord
 from fabric.topic import make_topic
 
 __all__ = ["STATIC_ATTRS", "STATIC_MAX_BYTES", "decode_fast", "decode_full"]
@@ -139,7 +138,7 @@ def decode_fast(payload: bytes, lim: Limits, topic: bytes | None = None) -> Deco
     attrs["relativeCreated"] = relative
     attrs["seq"] = seq
     cuts = apply_caps(attrs, {}, lim) if len(payload) > lim.smallest else 0
-    record = new_record(logging.LogRecord)
+    record = new_record(ReceivedRecord)
     record.__dict__ = attrs
     return Decoded(record, cached[1], seq, cuts)
 

@@ -32,6 +32,7 @@ __all__ = [
     "Limits",
     "MalformedRecord",
     "ProducerIdentity",
+    "ReceivedRecord",
     "exception_chain",
     "severity_number",
 ]
@@ -43,6 +44,16 @@ CODECS: tuple[Codec, ...] = ("protobuf", "json")
 PROTOBUF_V1 = 0x01
 #: The ``"v"`` of a JSON payload.
 JSON_VERSION = 1
+
+
+class ReceivedRecord(logging.LogRecord):
+    """A record a receiver made: rehydrated from the wire, or a notice about what arrived.
+
+    A plain ``LogRecord`` in every other respect. A ``ZmqHandler`` never sends
+    one on: a subscriber whose records reach a logger that also ships its own
+    logs would otherwise send every record back to the broker, in a loop.
+    """
+
 
 #: Attributes the fabric adds to every rehydrated record.
 FABRIC_ATTRIBUTES = frozenset({"service", "host", "producer_id", "seq", "exceptions"})

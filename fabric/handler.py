@@ -17,6 +17,7 @@ from fabric import _dictconfig, _exit, _fork, _options, _sockets, _trace, curve
 from fabric._link import Link, open_link, send
 from fabric._options import default_service
 from fabric._outbox import Outbox
+from fabric._record import ReceivedRecord
 from fabric.codec import Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
@@ -26,6 +27,8 @@ Mode = Literal["push", "pub"]
 
 # zmq objects a forked child inherited and must leave alone (see fabric._fork).
 _INHERITED = _fork.INHERITED
+
+_PLAIN = logging.LogRecord
 
 # The socket is looked after (what peers sent, whether the peer is connected)
 # once the records sent since the last look weigh _SLICE: a record weighs its
@@ -85,7 +88,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
             ``errors``, and what peers sent up: ``upstream_discarded``
             (messages from subscribers that were not subscriptions) and
             ``subscriptions_reset`` (times a pub handler dropped all its
-            subscribers because their subscriptions exceeded the budget).
+            subscribers because their subscriptions exceeded the budget);
+            ``received_not_sent``: records a subscriber received from the
+            fabric that reached this handler (through ``dispatch="loggers"``,
+            say) and were not sent back (relay between brokers with
+            ``--upstream``).
     """
 
     def __init__(
@@ -152,7 +159,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._busy = False
         self._new_identity(host)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("sent", "dropped", "oversize", "errors", "upstream_discarded", "subscriptions_reset"), 0
+            ("sent", "dropped", "oversize", "errors", "upstream_discarded", "subscriptions_reset", "received_not_sent"),
+            0,
         )
 
     @property
@@ -318,6 +326,9 @@ class ZmqHandler(logging.handlers.QueueHandler):
             # skipped the at-fork hooks, or for a record relayed from elsewhere.
             if record.process != self._pid and os.getpid() != self._pid:
                 self._after_fork_in_child()
+            if record.__class__ is not _PLAIN and isinstance(record, ReceivedRecord):
+                self.stats["received_not_sent"] += 1  # it came from the fabric: sent on, it would loop
+                return
             self.enqueue(self.prepare(record))
         except Exception:
             self.stats["errors"] += 1

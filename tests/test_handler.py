@@ -180,6 +180,7 @@ class TestBurst:
             "errors": 0,
             "upstream_discarded": 0,
             "subscriptions_reset": 0,
+            "received_not_sent": 0,
         }
         assert link.listener.stats["gaps"] == 0
         assert link.listener.stats["received"] == 10_000
@@ -208,6 +209,7 @@ class TestPubReadiness:
             "errors": 0,
             "upstream_discarded": 0,
             "subscriptions_reset": 0,
+            "received_not_sent": 0,
         }
         assert listener.stats["gaps"] == 0
 

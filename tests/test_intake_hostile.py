@@ -21,6 +21,7 @@ import pytest
 
 import fabric
 from fabric._intake import REORDER_WINDOW, GapNotice, Intake
+from fabric._record import ReceivedRecord
 from fabric.codec import Encoder, ProducerIdentity
 from fabric.topic import MAX_TOPIC, join_message, make_topic
 
@@ -291,5 +292,5 @@ class TestNotices:
             log.warning("lost %d record(s) from service 'x'", 100 + i, extra={"lost": 100 + i, "kind": "gap"})
         assert wait_until(lambda: listener.stats["received"] == 5, timeout=10), listener.stats
         assert notices.notices == []
-        assert len(notices.kept) == 5 and all(type(r) is logging.LogRecord for r in notices.kept)
+        assert len(notices.kept) == 5 and all(type(r) is ReceivedRecord for r in notices.kept)
         assert listener.stats["gaps"] == 0

@@ -410,6 +410,27 @@ class TestDispatchLoggers:
             assert name not in logging.Logger.manager.loggerDict, f"dispatch created a logger for {name!r}"
         assert "zz" not in logging.Logger.manager.loggerDict
 
+    def test_a_received_record_is_not_sent_back_by_a_handler_of_the_same_process(
+        self, endpoint, make_listener, make_handler, make_capture, raw_push, craft, wait_until
+    ):
+        """A root ZmqHandler beside dispatch='loggers' counts received records instead of sending them back."""
+        root, seen = logging.getLogger(), make_capture()
+        shipper = make_handler(endpoint)  # ships this process's own logs to where the listener receives
+        root.addHandler(shipper)
+        root.addHandler(seen)
+        try:
+            listener = make_listener(endpoint, mode="pull", bind=True, dispatch="loggers")
+            sock = raw_push(endpoint)
+            for n in range(2):
+                sock.send_multipart(craft.frames(craft.record("zz.relay.remote", f"remote {n}"), n + 1))
+            assert wait_until(lambda: shipper.stats["received_not_sent"] == 2, timeout=10), shipper.stats
+        finally:
+            root.removeHandler(shipper)
+            root.removeHandler(seen)
+        assert shipper.stats["sent"] == 0, f"received records went back out: {shipper.stats}"
+        assert [r.getMessage() for r in seen.records] == ["remote 0", "remote 1"]
+        assert listener.stats["received"] == 2
+
     def test_a_name_of_thousands_of_parts_routes_to_its_nearest_local_ancestor(self, make_logger, make_capture):
         """A 2,046-part remote name reaches the deepest local logger it extends, and the root otherwise."""
         from fabric.listener import _route

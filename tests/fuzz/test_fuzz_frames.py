@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import fabric
 from fabric._intake import REORDER_WINDOW, GapNotice
+from fabric._record import ReceivedRecord
 from fabric.codec import ProducerIdentity
 from fabric.topic import MAX_TOPIC, make_topic
 
@@ -234,7 +235,7 @@ def test_subscribe_accounts_for_every_message(subscription_link: Any, fuzz_wire:
         if isinstance(record, GapNotice):  # built here: the only records with args
             assert record.kind in ("gap", "resync") and type(record.lost) is int and record.lost >= 0
         else:
-            assert record.args == () and type(record) is logging.LogRecord
+            assert record.args == () and type(record) is ReceivedRecord
         record.getMessage()
         if record.name == "fuzz.sentinel" and record.getMessage() == text:
             break

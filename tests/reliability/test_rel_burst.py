@@ -54,6 +54,7 @@ def test_burst_of_10000_through_the_broker_loses_nothing(
         "errors": 0,
         "upstream_discarded": 0,
         "subscriptions_reset": 0,
+        "received_not_sent": 0,
     }, report
     assert delivered == TOTAL, f"lost {TOTAL - delivered}; listener {listener.stats}"
     assert gaps == 0 and listener.stats["gaps"] == 0, listener.stats
