@@ -1,8 +1,11 @@
 """The command-line flags that say what a subscriber command receives: endpoints, filter, lifetime, keys.
 
-One definition for every command that subscribes (``logfabric export``, and
-the same flags as ``logfabric tail``), so the flags and their meaning cannot
-drift apart.
+The flags of every command that subscribes (``logfabric tail`` and
+``logfabric export otlp``) are derived from the subscriber options
+(:mod:`fabric._subscriber_options`): each option that has flags gives one,
+with its help, default and environment variable, and its ``dest`` is the
+option's name, so the flags, the library's arguments and the config keys
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,42 +13,39 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from fabric import _intake
+from fabric._subscriber_options import BY_NAME, DEFAULT_ENDPOINT, Option, for_target
 from fabric.subscribe import Subscription, subscribe
 
 __all__ = ["DEFAULT_ENDPOINT", "add_subscriber_arguments", "open_subscription"]
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5558"
+_ENDPOINTS = BY_NAME["endpoints"]
+
+
+def _help(option: Option) -> str:
+    text = option.help
+    if option.cli.get("action") == "append":
+        text += " (repeatable)"
+    if option is _ENDPOINTS:
+        text += f" (default ${option.env} or {DEFAULT_ENDPOINT})"
+    elif option.env:
+        text += f" (default ${option.env})"
+    return text
 
 
 def add_subscriber_arguments(p: argparse.ArgumentParser) -> None:
     """Add the endpoint, filter, lifetime, socket and CurveZMQ flags to ``p``."""
-    p.add_argument(
-        "endpoints",
-        nargs="*",
-        metavar="ENDPOINT",
-        help=f"where to subscribe (default $LOGFABRIC_SUBSCRIBE or {DEFAULT_ENDPOINT})",
-    )
-    p.add_argument("-l", "--logger", action="append", default=[], metavar="PREFIX", help="logger prefix (repeatable)")
-    p.add_argument("--level", help="minimum level, a name or a number")
-    p.add_argument("-s", "--service", action="append", default=[], metavar="NAME", help="service name (repeatable)")
-    p.add_argument("-g", "--grep", metavar="REGEX", help="only records whose message matches")
-    p.add_argument("-c", "--count", type=int, metavar="N", help="exit after N records")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after SECONDS without a record")
-    p.add_argument("--mode", choices=("sub", "pull"), default="sub", help="sub (a broker's egress) or pull")
-    p.add_argument("--bind", action="store_true", help="bind the endpoints instead of connecting")
-    p.add_argument(
-        "--curve-server-key",
-        metavar="FILE",
-        help="the broker's public key file, for CurveZMQ (default $LOGFABRIC_CURVE_SERVER_KEY)",
-    )
-    p.add_argument(
-        "--curve-client-key",
-        metavar="FILE",
-        help="your secret key file (NAME.key_secret), for CurveZMQ (default $LOGFABRIC_CURVE_CLIENT_KEY)",
-    )
+    for option in for_target("command"):
+        keywords: dict[str, Any] = {"help": _help(option), **option.cli}
+        if option.kind == "keyword":
+            keywords["dest"] = option.name
+            action = option.cli.get("action")
+            if action == "append":
+                keywords["default"] = list(option.default)
+            elif action != "store_true":
+                keywords["default"] = option.default
+        p.add_argument(*option.flags, **keywords)
 
 
 def open_subscription(
@@ -65,15 +65,13 @@ def open_subscription(
         raise ValueError(f"invalid --grep pattern {args.grep!r}: {exc}") from None
     if args.count is not None and args.count < 1:
         raise ValueError("--count must be at least 1")
+    options = {o.name: getattr(args, o.name) for o in for_target("command") if "subscribe" in o.targets}
+    del options["endpoints"]
+    if mode is not None:
+        options["mode"] = mode
+    options["level"] = BY_NAME["level"].convert(options["level"])  # a bad level is reported before the socket opens
     records = subscribe(
-        endpoints or args.endpoints or [os.environ.get("LOGFABRIC_SUBSCRIBE") or DEFAULT_ENDPOINT],
-        level=_intake.resolve_level(args.level),
-        loggers=args.logger,
-        services=args.service,
-        mode=mode or args.mode,
-        bind=args.bind,
-        timeout=args.timeout,
-        curve_server_key=args.curve_server_key,
-        curve_client_key=args.curve_client_key,
+        endpoints or args.endpoints or [os.environ.get(_ENDPOINTS.env) or DEFAULT_ENDPOINT],
+        **options,
     )
     return records, pattern

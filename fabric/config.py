@@ -10,24 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fabric import _subscriber_options
 from fabric.listener import ZmqListener
 
 __all__ = ["ConfigError", "listen_from_config", "load_logging_config"]
 
-_LISTENER_KEYS = {
-    "endpoints",
-    "mode",
-    "bind",
-    "level",
-    "loggers",
-    "services",
-    "dispatch",
-    "handlers",
-    "respect_handler_level",
-    "curve_server_key",
-    "curve_client_key",
-    "curve_allow_open_key",
-}
+#: The keys a config file's "listener" section may set (see fabric._subscriber_options).
+_LISTENER_KEYS = _subscriber_options.file_keys()
 
 
 class ConfigError(ValueError):
@@ -101,22 +90,20 @@ def listen_from_config(source: str | Path | Mapping[str, Any], **overrides: Any)
 
     By default records go through the local logging tree (``dispatch="loggers"``),
     so the loggers' handlers decide where they land. ``"handlers": ["file"]``
-    instead sends every record straight to the named handlers. ``overrides``
-    replace keys of the ``"listener"`` section. For CurveZMQ, add
-    ``"curve_server_key"`` and ``"curve_client_key"`` (key file paths) to it, and
-    ``"curve_allow_open_key": true`` to accept a secret key file that group or
-    others may read.
+    instead sends every record straight to the named handlers. The section
+    takes every ``ZmqListener`` option a file can hold (:data:`_LISTENER_KEYS`):
+    ``"limits"`` as a mapping of :class:`fabric.codec.Limits` fields, e.g.
+    ``{"message": 4096}``, ``"resolve_interval"`` in seconds, and so on. For
+    CurveZMQ, add ``"curve_server_key"`` and ``"curve_client_key"`` (key file
+    paths), and ``"curve_allow_open_key": true`` to accept a secret key file that
+    group or others may read. ``overrides`` replace keys of the section, and may
+    also give what a file cannot hold: ``resolver``. A bad key or value raises
+    :class:`ConfigError` naming the key and what it expects.
     """
     loaded = load_logging_config(source)
     if isinstance(loaded, Path):
         raise ConfigError("listen_from_config needs a dictConfig mapping (JSON, YAML or a dict), not an INI file")
-    settings = dict(loaded.pop("listener", None) or {})
-    settings.update(overrides)
-    unknown = set(settings) - _LISTENER_KEYS
-    if unknown:
-        raise ConfigError(
-            f"unknown listener setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_LISTENER_KEYS))}"
-        )
+    settings = _listener_settings(loaded.pop("listener", None) or {}, overrides)
     if "endpoints" not in settings:
         raise ConfigError('the "listener" section needs "endpoints", e.g. ["tcp://127.0.0.1:5558"]')
     apply_logging_config(loaded)
@@ -138,3 +125,26 @@ def listen_from_config(source: str | Path | Mapping[str, Any], **overrides: Any)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return listener
+
+
+def _listener_settings(section: object, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the "listener" section and the keyword overrides; return them converted, overrides winning.
+
+    The section may set the keys in :data:`_LISTENER_KEYS`; a keyword may also
+    set what a file cannot hold (a ``resolver`` callable). Raises
+    :class:`ConfigError` naming the key and what it expects.
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigError(f'the "listener" section must be a mapping of settings, got {type(section).__name__}')
+    listener_keys = {option.name for option in _subscriber_options.for_target("listener")}
+    refused = [key for key in section if key not in _LISTENER_KEYS]
+    refused += [key for key in overrides if key not in listener_keys]
+    if refused:
+        raise ConfigError(_subscriber_options.refusal(map(str, refused)))
+    settings: dict[str, Any] = {}
+    for key, value in {**section, **overrides}.items():
+        try:
+            settings[key] = _subscriber_options.BY_NAME[key].convert(value)
+        except ValueError as exc:
+            raise ConfigError(f'listener setting "{key}": {exc}') from None
+    return settings

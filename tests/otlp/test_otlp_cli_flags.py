@@ -10,23 +10,13 @@ from pathlib import Path
 import pytest
 
 from fabric import export, tail
+from fabric._subscriber_options import for_target
 from tests.helpers.net import ROOT, child_env
 
 pytestmark = pytest.mark.timeout(60)
 
-SHARED = (
-    "endpoints",
-    "logger",
-    "level",
-    "service",
-    "grep",
-    "count",
-    "timeout",
-    "mode",
-    "bind",
-    "curve_server_key",
-    "curve_client_key",
-)
+# Every flag the subscriber options define (their dest is the option's name).
+SHARED = tuple(option.name for option in for_target("command"))
 ARGV = [
     *("-l", "app", "--logger", "db", "--level", "WARNING", "-s", "checkout", "--service", "billing"),
     *("-g", "time(out)?", "-c", "5", "--timeout", "2.5", "--mode", "pull", "--bind"),
@@ -44,6 +34,28 @@ class TestSharedFlags:
         theirs = tail.build_parser().parse_args(argv)
         ours = export.build_parser().parse_intermixed_args(["otlp", *argv])
         assert {k: getattr(ours, k) for k in SHARED} == {k: getattr(theirs, k) for k in SHARED}
+
+    def test_every_flag_parses_to_its_value(self):
+        """The full argv gives each shared option the value it names, in both commands."""
+        expected = {
+            "endpoints": ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"],
+            "loggers": ["app", "db"],
+            "level": "WARNING",
+            "services": ["checkout", "billing"],
+            "grep": "time(out)?",
+            "count": 5,
+            "timeout": 2.5,
+            "mode": "pull",
+            "bind": True,
+            "curve_server_key": "broker.key",
+            "curve_client_key": "me.key_secret",
+        }
+        assert set(SHARED) == set(expected)
+        for parsed in (
+            tail.build_parser().parse_args(ARGV),
+            export.build_parser().parse_intermixed_args(["otlp", *ARGV]),
+        ):
+            assert {k: getattr(parsed, k) for k in SHARED} == expected
 
     def test_endpoints_may_follow_the_flags(self):
         """Endpoints after the export flags are still endpoints."""

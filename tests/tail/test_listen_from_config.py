@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import fabric
+from tests.helpers.waiting import wait_until
 
 FORMAT = "%(name)s|%(levelname)s|%(service)s|%(message)s"
 
@@ -256,3 +257,38 @@ class TestListenFromConfigErrors:
         config["handlers"]["file"]["class"] = "no.such.Handler"  # type: ignore[index]
         with pytest.raises(fabric.ConfigError, match="invalid logging configuration"):
             tail_listen(config)
+
+
+class TestListenerOptionsFromFile:
+    """Every ZmqListener option a file can hold takes effect through listen_from_config."""
+
+    def test_limits_from_the_file_truncate_a_long_message(self, tail_listen, tail_producer, tail_broker, tmp_path):
+        """ "limits": {"message": 10} cuts a 100-character message to 10 characters plus the marker."""
+        root_file = tmp_path / "root.log"
+        listener = tail_listen(make_config(tail_broker.endpoints["egress"], root_file, limits={"message": 10}))
+        producer = tail_producer()
+        stream_until(lambda i: producer.send(f"{producer.prefix}.app", "x" * 100), lambda: lines(root_file))
+        message = lines(root_file)[0].split("|")[3]
+        assert message == "x" * 10 + "... [logfabric: truncated 90 chars]"
+        assert listener.stats["truncated"] >= 1
+
+    def test_limits_and_resolve_interval_from_a_json_file(self, tail_listen, tail_producer, tail_broker, tmp_path):
+        """A JSON file's "resolve_interval": 0.1 re-resolves a dns+tcp:// name about ten times a second."""
+        root_file = tmp_path / "root.log"
+        port = tail_broker.endpoints["egress"].rsplit(":", 1)[1]
+        path = tmp_path / "listen.json"
+        config = make_config(f"dns+tcp://brokers.test:{port}", root_file, resolve_interval=0.1)
+        config["listener"]["limits"] = {"field": 8}  # type: ignore[index]
+        path.write_text(json.dumps(config))
+        calls: list[float] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            calls.append(time.monotonic())
+            return ["127.0.0.1"]
+
+        tail_listen(path, resolver=resolver)  # a callable cannot be in a file: it comes as a keyword
+        producer = tail_producer(service="a-service-name-longer-than-eight")
+        stream_until(lambda i: producer.send(f"{producer.prefix}.app", f"r {i}"), lambda: lines(root_file))
+        assert lines(root_file)[0].split("|")[2].startswith("a-servic... [logfabric: truncated")
+        # At the default 10 s interval there would be one resolution (at start) in these 5 s.
+        assert wait_until(lambda: len(calls) >= 6, 5.0), f"{len(calls)} resolutions: resolve_interval was not applied"
