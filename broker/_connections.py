@@ -38,6 +38,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from broker._roles import BOUND
+
 __all__ = ["REASONS", "ConnectionLimits", "raise_fd_limit"]
 
 _log = logging.getLogger("logfabric.broker")
@@ -45,7 +47,7 @@ _log = logging.getLogger("logfabric.broker")
 #: Why a connection was refused: its socket held its cap, or its address held its share.
 REASONS = ("socket_full", "address_full")
 #: The bound sockets whose connections are capped.
-ROLES = ("pub_ingest", "push_ingest", "egress", "pipeline")
+ROLES = tuple(s.role for s in BOUND)
 #: The HTTP server's most connections at once, whatever the descriptor limit.
 HTTP_MOST = 1024
 _LOG_EVERY = 10.0

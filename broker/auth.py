@@ -49,17 +49,17 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from broker._errors import ConfigError
+from broker._options import env_var, flag_of
+from broker._roles import BOUND, EGRESS, SOCKETS, socket_of
 from broker._subscriptions import PenaltyBox
-from broker.config import ENV_PREFIX, BrokerConfig, ConfigError
+from broker.config import BrokerConfig
 from fabric import curve
 
-__all__ = ["PRODUCER_ROLES", "REASONS", "SUBSCRIBER_ROLES", "AllowList", "BrokerAuth"]
+__all__ = ["REASONS", "AllowList", "BrokerAuth", "check_key_mode", "monitor_hook", "upstream_keys"]
 
 _log = logging.getLogger("logfabric.broker")
 
-#: Bound sockets whose peers are producers, and those whose peers are subscribers.
-PRODUCER_ROLES = ("pub_ingest", "push_ingest")
-SUBSCRIBER_ROLES = ("egress", "pipeline")
 #: Why a peer was refused.
 REASONS = ("unknown_key", "plaintext", "bad_handshake", "aborted")
 
@@ -80,12 +80,10 @@ _CRYPTO_ERRORS = frozenset(
 )
 
 
-def domain_of(role: str) -> str:
-    """The ZAP domain of a bound socket."""
-    return f"logfabric.{role}"
-
-
-_EGRESS_DOMAIN = domain_of("egress").encode()
+_EGRESS_DOMAIN = EGRESS.domain.encode()
+_BOUND_ROLES = frozenset(s.role for s in BOUND)
+#: The sockets that connect to other brokers (as their subscribers).
+_LINKS = frozenset(s.role for s in SOCKETS if s.peers == "brokers")
 
 
 class AllowList:
@@ -227,10 +225,9 @@ class BrokerAuth:
         auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
         auth.box = box
         auth.start()
-        for role in PRODUCER_ROLES:
-            auth.configure_curve_callback(domain_of(role), _Provider(self, role, self.producers))
-        for role in SUBSCRIBER_ROLES:
-            auth.configure_curve_callback(domain_of(role), _Provider(self, role, self.subscribers))
+        allow = {"producers": self.producers, "subscribers": self.subscribers}
+        for sock in BOUND:
+            auth.configure_curve_callback(sock.domain, _Provider(self, sock.role, allow[sock.peers]))
         self._authenticator = auth
 
     def stop(self) -> None:
@@ -241,7 +238,7 @@ class BrokerAuth:
 
     def serve(self, role: str, sock: zmq.Socket[bytes]) -> None:
         """Make bound socket ``role`` a CURVE server checked against its allow-list (before binding)."""
-        curve.make_server(sock, self.public, self.secret, domain_of(role))
+        curve.make_server(sock, self.public, self.secret, socket_of(role).domain)
 
     def refusals(self) -> dict[tuple[str, str], int]:
         """Refused peers by (socket, reason)."""
@@ -257,7 +254,7 @@ class BrokerAuth:
 
     def on_monitor_event(self, role: str, event: int, value: int) -> None:
         """Count a handshake refused on bound socket ``role`` (a ConnectionMonitor hook)."""
-        if role not in PRODUCER_ROLES and role not in SUBSCRIBER_ROLES:
+        if role not in _BOUND_ROLES:
             return
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == _PENALIZED:
             return  # counted by the penalty box
@@ -304,7 +301,7 @@ class UpstreamWatch:
 
     def on_monitor_event(self, role: str, event: int, value: int) -> None:
         """A ConnectionMonitor hook for the ``upstream`` socket."""
-        if role != "upstream":
+        if role not in _LINKS:
             return
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == _PENALIZED:
             why = (
@@ -376,5 +373,5 @@ def check_key_mode(path: str, what: str, setting: str, allow_open: bool) -> None
         raise ConfigError(
             f"{what} {path!r} ({setting}) has mode {mode:04o}: group or others may read or write it, and "
             f"whoever can read it can pass for this broker. Run 'chmod 600 {shlex.quote(path)}'; to use it "
-            f"anyway, pass --allow-open-secret-key or set {ENV_PREFIX}ALLOW_OPEN_SECRET_KEY=1"
+            f"anyway, pass {flag_of('allow_open_secret_key')} or set {env_var('allow_open_secret_key')}=1"
         ) from None

@@ -27,23 +27,25 @@ from typing import Any
 import zmq
 
 from broker._connections import ConnectionLimits
+from broker._drain import drain
+from broker._errors import ConfigError
+from broker._roles import EGRESS, INGESTS, OUTPUTS, PIPELINE, SOCKETS, Socket, socket_of
 from broker._subscriptions import PenaltyBox, SubscriptionWatch
-from broker.auth import BrokerAuth, domain_of, monitor_hook, upstream_keys
+from broker.auth import BrokerAuth, monitor_hook, upstream_keys
 from broker.config import BrokerConfig, subscription_frame_limit
 from broker.monitor import ConnectionMonitor
 from broker.proxy import Proxy, ProxyStats
 from fabric import _sockets
+from fabric.curve import CurveKeys
 
 __all__ = ["Broker"]
 
 _log = logging.getLogger("logfabric.broker")
 _ids = itertools.count()
-_QUIET_SECONDS = 0.3
-#: Messages the drain takes from one socket before it looks at the clock again:
-#: a peer that never stops sending must not keep the broker past its deadline.
-_DRAIN_BATCH = 1000
 #: Subscriptions queued per subscriber before libzmq stops reading it (it loses none).
 _SUBSCRIPTION_QUEUE = 16
+#: Proxies whose backends hold records for peers: they get the drain's remaining time to send them.
+_OUTPUT_PROXIES = frozenset(s.proxy for s in OUTPUTS)
 
 
 class Broker:
@@ -52,11 +54,11 @@ class Broker:
     ``Broker(config)`` or ``Broker(push_ingest="tcp://127.0.0.1:*", ...)``:
     keyword arguments override fields of :class:`BrokerConfig`. A ``*`` port
     binds any free port; :attr:`endpoints` then tells which. HTTP is off unless
-    ``http`` is set (the CLI sets it).
+    ``http`` is set, as in :class:`BrokerConfig` (``logfabric broker`` sets it).
     """
 
     def __init__(self, config: BrokerConfig | None = None, **overrides: Any) -> None:
-        base = config or BrokerConfig(http=None)
+        base = config or BrokerConfig()
         self.config = base.with_overrides(**overrides) if overrides else base
         self.endpoints: dict[str, str] = {}
         """Bound addresses by role (pub_ingest, push_ingest, egress, pipeline)."""
@@ -164,71 +166,38 @@ class Broker:
                 self._auth.start(ctx, box)
             monitor.on_event = monitor_hook(self._auth, up_keys)
             central = self._socket(zmq.XSUB, recv=True)
-            egress = self._socket(zmq.XPUB)
             # Subscribers only subscribe: no frame of theirs needs more (libzmq resets the connection).
             # The XPUB takes every queued subscription into its trie, even from a connection being
             # dropped: with a short queue what a dropped subscriber sent stays in the kernel instead.
-            egress.setsockopt(zmq.MAXMSGSIZE, subscription_frame_limit(cfg.curve))
-            egress.setsockopt(zmq.RCVHWM, _SUBSCRIPTION_QUEUE)
-            self._bind("egress", egress, cfg.egress, monitor)
+            egress = self._output(EGRESS, monitor, _SUBSCRIPTION_QUEUE)
             watch = SubscriptionWatch(
                 ctx,
                 f"inproc://logfabric-{tag}-watch",
                 cfg.subscription_budget,
-                lambda: monitor.accepted_fds("egress"),
+                lambda: monitor.accepted_fds(EGRESS.role),
                 box,
             )
             self._watch = watch
-            watch.serve(self.endpoints["egress"])
+            watch.serve(self.endpoints[EGRESS.role])
             central.connect(watch.address)
-            bridges = []
-
-            pub_in = self._socket(zmq.XSUB, recv=True, ingest=True)
-            self._bind("pub_ingest", pub_in, cfg.pub_ingest, monitor)
-            pub_bridge = self._socket(zmq.XPUB)
-            pub_bridge.bind(f"inproc://logfabric-{tag}-pub")
-            bridges.append(f"inproc://logfabric-{tag}-pub")
-            self._proxies["pub"] = Proxy(ctx, "pub", pub_in, pub_bridge)
-
-            push_in = self._socket(zmq.PULL, recv=True, ingest=True)
-            self._bind("push_ingest", push_in, cfg.push_ingest, monitor)
-            push_bridge = self._socket(zmq.PUB)
-            push_bridge.bind(f"inproc://logfabric-{tag}-push")
-            bridges.append(f"inproc://logfabric-{tag}-push")
-            self._proxies["push"] = Proxy(ctx, "push", push_in, push_bridge)
-
-            if cfg.upstream:
-                up_in = self._socket(zmq.XSUB, recv=True, ingest=True)
-                monitor.watch("upstream", up_in)  # before connecting, or the CONNECTED event can be missed
-                if up_keys is not None:
-                    up_keys.apply(up_in)
-                for ep in cfg.upstream:
-                    _sockets.attach(up_in, ep, bind=False)
-                up_bridge = self._socket(zmq.XPUB)
-                up_bridge.bind(f"inproc://logfabric-{tag}-upstream")
-                bridges.append(f"inproc://logfabric-{tag}-upstream")
-                self._proxies["upstream"] = Proxy(ctx, "upstream", up_in, up_bridge)
-
+            bridges = [self._ingest(s, tag, monitor, up_keys) for s in INGESTS if getattr(cfg, s.field)]
             for address in bridges:
                 central.connect(address)
-            self._proxies["egress"] = Proxy(ctx, "egress", central, egress)
+            self._proxies[EGRESS.proxy] = Proxy(ctx, EGRESS.proxy, central, egress)
 
-            if cfg.pipeline:
+            if getattr(cfg, PIPELINE.field):
                 pipe_in = self._socket(zmq.XSUB, recv=True)
                 for address in bridges:
                     pipe_in.connect(address)
                 pipe_in.send(b"\x01")  # subscribe to everything, upstream too
-                pipe_out = self._socket(zmq.PUSH)
                 # A PUSH never reads what its peers send: keep one small message per peer at most
                 # (then libzmq stops reading it and the heartbeat drops it), not RCVHWM large ones.
-                pipe_out.setsockopt(zmq.MAXMSGSIZE, subscription_frame_limit(cfg.curve))
-                pipe_out.setsockopt(zmq.RCVHWM, 1)
-                self._bind("pipeline", pipe_out, cfg.pipeline, monitor)
-                self._proxies["pipeline"] = Proxy(ctx, "pipeline", pipe_in, pipe_out)
+                pipe_out = self._output(PIPELINE, monitor, 1)
+                self._proxies[PIPELINE.proxy] = Proxy(ctx, PIPELINE.proxy, pipe_in, pipe_out)
             limits = ConnectionLimits(
                 self.endpoints, cfg.max_connections, cfg.max_connections_per_ip, http=cfg.http is not None
             )
-            limits.attach(monitor, {"egress": watch.refuse_penalized} if self._auth is None else None)
+            limits.attach(monitor, {EGRESS.role: watch.refuse_penalized} if self._auth is None else None)
             self.limits = limits
         except BaseException:
             self._close_all()
@@ -240,9 +209,9 @@ class Broker:
             proxy.start()
         self.started_at = time.time()
         if cfg.http is not None:
-            from broker.http import serve
-
             try:
+                from broker.http import serve  # needs prometheus-client (the broker extra)
+
                 self._http = serve(self, cfg.http)
             except BaseException:  # e.g. a busy port: leave nothing bound or running behind
                 self._draining = True
@@ -267,6 +236,34 @@ class Broker:
             _sockets.tune(sock)
         return sock
 
+    def _ingest(self, ingest: Socket, tag: str, monitor: ConnectionMonitor, keys: CurveKeys | None) -> str:
+        """Open ``ingest`` and its proxy to an in-process bridge; return the bridge's address."""
+        assert self._ctx is not None
+        endpoints = getattr(self.config, ingest.field)
+        front = self._socket(ingest.kind, recv=True, ingest=True)
+        if ingest.bound:
+            self._bind(ingest.role, front, endpoints, monitor)
+        else:
+            monitor.watch(ingest.role, front)  # before connecting, or the CONNECTED event can be missed
+            if keys is not None:
+                keys.apply(front)
+            for endpoint in endpoints:
+                _attach(ingest.role, front, endpoint, bind=False)
+        assert ingest.bridge is not None
+        bridge = self._socket(ingest.bridge)
+        address = f"inproc://logfabric-{tag}-{ingest.proxy}"
+        bridge.bind(address)
+        self._proxies[ingest.proxy] = Proxy(self._ctx, ingest.proxy, front, bridge)
+        return address
+
+    def _output(self, output: Socket, monitor: ConnectionMonitor, queue: int) -> zmq.Socket[bytes]:
+        """Bind ``output``, whose peers send nothing but subscriptions (at most ``queue`` queued per peer)."""
+        sock = self._socket(output.kind)
+        sock.setsockopt(zmq.MAXMSGSIZE, subscription_frame_limit(self.config.curve))
+        sock.setsockopt(zmq.RCVHWM, queue)
+        self._bind(output.role, sock, getattr(self.config, output.field), monitor)
+        return sock
+
     def _bind(self, role: str, sock: zmq.Socket[bytes], endpoint: str, monitor: ConnectionMonitor) -> None:
         # Without a ZAP domain libzmq takes any byte stream not starting with a
         # ZMTP 3 greeting for a ZMTP 1.0/2.0 peer: random bytes or an HTTP
@@ -277,10 +274,10 @@ class Broker:
         if self._auth is not None:
             self._auth.serve(role, sock)
         else:
-            sock.setsockopt(zmq.ZAP_DOMAIN, domain_of(role).encode())
+            sock.setsockopt(zmq.ZAP_DOMAIN, socket_of(role).domain.encode())
         sock.setsockopt(zmq.HANDSHAKE_IVL, int(self.config.handshake_timeout * 1000))
         monitor.watch(role, sock)  # before binding, or a peer already retrying could connect unseen
-        _sockets.attach(sock, endpoint, bind=True)
+        _attach(role, sock, endpoint, bind=True)
         self.endpoints[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def stop(self, drain_timeout: float | None = None) -> int:
@@ -297,64 +294,16 @@ class Broker:
         deadline = time.monotonic() + timeout
         self._draining = True
         begun = time.monotonic()
-        for name in ("pub", "push", "upstream", "egress", "pipeline"):
-            if name in self._proxies:
-                self._proxies[name].terminate()
-        drained, why = self._drain(deadline)
+        for sock in SOCKETS:  # ingests first
+            if sock.proxy in self._proxies:
+                self._proxies[sock.proxy].terminate()
+        drained, dropped, why = drain(self._proxies, deadline)
         self.drained = drained
+        self.drain_dropped += dropped
         _log.info("drained %d record(s) in %.2f s (%s); closing", drained, time.monotonic() - begun, why)
         self._close_all(linger_until=deadline)
         self._stopped.set()
         return drained
-
-    def _drain(self, deadline: float) -> tuple[int, str]:
-        """Forward in Python what still arrives after the proxies ended."""
-        proxies = self._proxies
-        egress = proxies["egress"].backend
-        pipeline = proxies["pipeline"].backend if "pipeline" in proxies else None
-        # (source, destinations): ingests go to every output; bridge leftovers
-        # were already fanned out, so each output's own XSUB feeds only it.
-        routes: list[tuple[zmq.Socket[bytes], list[zmq.Socket[bytes]]]] = []
-        outputs = [egress] + ([pipeline] if pipeline is not None else [])
-        for name in ("pub", "push", "upstream"):
-            if name in proxies:
-                routes.append((proxies[name].frontend, outputs))
-        routes.append((proxies["egress"].frontend, [egress]))
-        if pipeline is not None:
-            routes.append((proxies["pipeline"].frontend, [pipeline]))
-        poller = zmq.Poller()
-        for source, _ in routes:
-            poller.register(source, zmq.POLLIN)
-        poller.register(egress, zmq.POLLIN)  # subscriptions: read and ignore
-        reserve = min(1.0, max(0.0, (deadline - time.monotonic()) / 4))  # time left to flush egress
-        records = 0
-        quiet_since = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= deadline - reserve:
-                return records, "drain timeout reached"
-            if now - quiet_since >= _QUIET_SECONDS:
-                return records, "ingests quiet"
-            events = dict(poller.poll(50))
-            if not events:
-                continue
-            if egress in events:
-                for _ in range(_DRAIN_BATCH):
-                    if _recv_nowait(egress) is None:
-                        break
-            for source, destinations in routes:
-                if source not in events:
-                    continue
-                for _ in range(_DRAIN_BATCH):
-                    if (message := _recv_nowait(source)) is None:
-                        break
-                    records += 1
-                    for out in destinations:
-                        try:
-                            out.send_multipart(message, zmq.NOBLOCK)
-                        except zmq.Again:  # a full subscriber queue: the subscriber sees a gap
-                            self.drain_dropped += 1
-                    quiet_since = time.monotonic()
 
     def _close_all(self, linger_until: float | None = None) -> None:
         if self._http is not None:
@@ -372,7 +321,7 @@ class Broker:
             proxy.close()
         if self._ctx is not None:
             for name, proxy in self._proxies.items():
-                proxy.backend.setsockopt(zmq.LINGER, linger if name in ("egress", "pipeline") else 0)
+                proxy.backend.setsockopt(zmq.LINGER, linger if name in _OUTPUT_PROXIES else 0)
             self._ctx.destroy(linger=None)
             self._ctx = None
 
@@ -392,8 +341,8 @@ class Broker:
         return f"<Broker {state} {self.endpoints}>"
 
 
-def _recv_nowait(sock: zmq.Socket[bytes]) -> list[bytes] | None:
+def _attach(role: str, sock: zmq.Socket[bytes], endpoint: str, *, bind: bool) -> None:
     try:
-        return sock.recv_multipart(zmq.NOBLOCK)
-    except zmq.Again:
-        return None
+        _sockets.attach(sock, endpoint, bind=bind)
+    except ValueError as exc:  # a busy port, an address not on this host
+        raise ConfigError(f"{role}: {exc}") from exc

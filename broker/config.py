@@ -6,16 +6,31 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from broker._errors import ConfigError
+from broker._options import ENV_PREFIX, coerce, env_var, from_env, option, service_defaults
+from broker._roles import SOCKETS, socket_of
 from fabric._sockets import DEFAULT_MAX_MESSAGE, check_endpoint
 from fabric.topic import MAX_TOPIC
 
-__all__ = ["MAX_TOPIC", "BrokerConfig", "ConfigError", "subscription_frame_limit"]
+__all__ = [
+    "CONFIG_VAR",
+    "ENV_PREFIX",
+    "MAX_TOPIC",
+    "SERVICE_HTTP",
+    "BrokerConfig",
+    "ConfigError",
+    "parse_http",
+    "subscription_frame_limit",
+]
 
-ENV_PREFIX = "LOGFABRIC_BROKER_"
+#: The variable naming a config file (the ``--config`` flag); not a setting.
+CONFIG_VAR = env_var("config")
+#: Where ``logfabric broker`` serves HTTP unless told otherwise (an embedded broker serves none).
+SERVICE_HTTP = "0.0.0.0:9102"
 
 #: What a ZMTP 3.1 SUBSCRIBE command adds to its prefix on the wire (``\x09SUBSCRIBE``);
 #: an old-style subscription message adds one byte.
@@ -44,8 +59,13 @@ def subscription_frame_limit(curve: bool) -> int:
     return MAX_TOPIC + SUBSCRIBE_COMMAND_BYTES + (CURVE_FRAME_BYTES if curve else 0)
 
 
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message says which and why."""
+def _socket(role: str, default: Any = MISSING) -> Any:
+    """A field for one of the broker's sockets, as its row in :data:`broker._roles.SOCKETS` says."""
+    sock = socket_of(role)
+    return field(default=sock.default if default is MISSING else default, metadata=option(sock.help, "EP"))
+
+
+_CURVE = "CurveZMQ (docs/security.md)"
 
 
 @dataclass(frozen=True)
@@ -53,55 +73,104 @@ class BrokerConfig:
     """Everything the broker needs to run. Every field has a flag and a variable.
 
     ``LOGFABRIC_BROKER_PUB_INGEST`` sets ``pub_ingest`` and so on; ``upstream``
-    takes a comma-separated list in the environment.
+    takes a comma-separated list in the environment. HTTP is off unless
+    ``http`` is set; ``logfabric broker`` (:meth:`load`) serves it on
+    :data:`SERVICE_HTTP` unless told otherwise.
     """
 
-    pub_ingest: str = "tcp://*:5556"
+    pub_ingest: str = _socket("pub_ingest")
     """XSUB endpoint where PUB producers connect."""
-    push_ingest: str = "tcp://*:5557"
+    push_ingest: str = _socket("push_ingest")
     """PULL endpoint where PUSH producers connect."""
-    egress: str = "tcp://*:5558"
+    egress: str = _socket("egress")
     """XPUB endpoint where subscribers connect."""
-    pipeline: str | None = None
+    pipeline: str | None = _socket("pipeline")
     """Optional PUSH endpoint that load-balances every record over consumers."""
-    http: str | None = "0.0.0.0:9102"
-    """HOST:PORT for /metrics, /healthz and /readyz; None turns HTTP off."""
-    drain_timeout: float = 10.0
+    http: str | None = field(
+        default=None,
+        metadata=option(
+            "metrics and health endpoints; 'off' disables (default {default})", "HOST:PORT", service=SERVICE_HTTP
+        ),
+    )
+    """HOST:PORT for /metrics, /healthz and /readyz; None (the default) turns HTTP off."""
+    drain_timeout: float = field(default=10.0, metadata=option("longest SIGTERM drain (default {default})", "SECONDS"))
     """Seconds a SIGTERM drain may take before the broker exits anyway."""
-    upstream: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = _socket("upstream", ())
     """Egress endpoints of other brokers to subscribe to (federation)."""
-    hwm: int = 100_000
+    hwm: int = field(
+        default=100_000, metadata=option("high-water mark of every socket, in messages (default {default})")
+    )
     """High-water mark of every broker socket, in messages."""
-    max_message: int = DEFAULT_MAX_MESSAGE
+    max_message: int = field(
+        default=DEFAULT_MAX_MESSAGE, metadata=option("largest message accepted (default {default})", "BYTES")
+    )
     """Largest message accepted at an ingest (ZMQ_MAXMSGSIZE), in bytes."""
-    subscription_budget: int = DEFAULT_SUBSCRIPTION_BUDGET
+    subscription_budget: int = field(
+        default=DEFAULT_SUBSCRIPTION_BUDGET,
+        metadata=option(
+            "bytes of distinct subscription prefixes held for subscribers; past it the connection that sent "
+            "the most is dropped (default {default})",
+            "BYTES",
+        ),
+    )
     """Bytes of distinct subscription prefixes held for subscribers; past it the top sender is dropped."""
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections: int = field(
+        default=DEFAULT_MAX_CONNECTIONS,
+        metadata=option(
+            "connections each bound socket holds at most (default {default}; "
+            "fewer if the descriptor limit leaves less room)",
+            "N",
+        ),
+    )
     """Connections each bound socket holds at most (fewer if the descriptor limit leaves less room)."""
-    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    max_connections_per_ip: int = field(
+        default=DEFAULT_MAX_CONNECTIONS_PER_IP,
+        metadata=option("connections each bound socket holds at most from one IP address (default {default})", "N"),
+    )
     """Connections each bound socket holds at most from one IP address."""
-    handshake_timeout: float = 5.0
+    handshake_timeout: float = field(
+        default=5.0,
+        metadata=option(
+            "a peer that has not finished its ZMTP handshake by then is dropped (default {default})", "SECONDS"
+        ),
+    )
     """Seconds a peer has to finish its ZMTP handshake (ZMQ_HANDSHAKE_IVL) before it is dropped."""
-    curve_secret_key: str | None = None
+    curve_secret_key: str | None = field(
+        default=None,
+        metadata=option("the broker's secret key file; turns CURVE on (default off)", "FILE", group=_CURVE),
+    )
     """The broker's CURVE secret key file (NAME.key_secret); turns CurveZMQ on for every bound socket."""
-    curve_producers: str | None = None
+    curve_producers: str | None = field(
+        default=None,
+        metadata=option("public keys (*.key) allowed to produce at the ingests", "DIR", group=_CURVE),
+    )
     """Directory of producer public keys (*.key) allowed at the ingests."""
-    curve_subscribers: str | None = None
+    curve_subscribers: str | None = field(
+        default=None,
+        metadata=option("public keys (*.key) allowed at the egress and the pipeline", "DIR", group=_CURVE),
+    )
     """Directory of subscriber public keys (*.key) allowed at the egress and the pipeline."""
-    curve_client_key: str | None = None
+    curve_client_key: str | None = field(
+        default=None, metadata=option("this broker's secret key file for --upstream", "FILE", group=_CURVE)
+    )
     """This broker's CURVE secret key file for connecting to ``upstream`` brokers."""
-    curve_upstream_key: str | None = None
+    curve_upstream_key: str | None = field(
+        default=None, metadata=option("the upstream brokers' public key file", "FILE", group=_CURVE)
+    )
     """The upstream brokers' public key file (NAME.key)."""
-    allow_open_secret_key: bool = False
+    allow_open_secret_key: bool = field(
+        default=False,
+        metadata=option(
+            "accept secret key files that group or others may read or write (refused by default)", group=_CURVE
+        ),
+    )
     """Accept secret key files that group or others may read or write (refused otherwise)."""
 
     def __post_init__(self) -> None:
-        for name in ("pub_ingest", "push_ingest", "egress"):
-            _endpoint(name, getattr(self, name))
-        if self.pipeline is not None:
-            _endpoint("pipeline", self.pipeline)
-        for ep in self.upstream:
-            _endpoint("upstream", ep)
+        for sock in SOCKETS:
+            value = getattr(self, sock.field)
+            for endpoint in value if isinstance(value, tuple) else () if value is None else (value,):
+                _endpoint(sock.field, endpoint)
         if self.http is not None:
             parse_http(self.http)
         if self.drain_timeout < 0:
@@ -150,17 +219,23 @@ class BrokerConfig:
         env: Mapping[str, str] | None = None,
         **flags: Any,
     ) -> BrokerConfig:
-        """Merge defaults, ``file`` (JSON or TOML), ``env`` and ``flags`` (None = unset)."""
-        merged: dict[str, Any] = {}
+        """The settings ``logfabric broker`` runs with: later sources win.
+
+        The service's defaults (the fields' defaults, but HTTP on at
+        :data:`SERVICE_HTTP`), then ``file`` (JSON or TOML), then ``env``
+        (``LOGFABRIC_BROKER_*``; the process's environment by default), then
+        ``flags`` (None = unset).
+        """
+        merged: dict[str, Any] = service_defaults(cls)
         if file is not None:
             merged.update(_read_file(Path(file)))
-        merged.update(_from_env(os.environ if env is None else env))
+        merged.update(from_env(cls, os.environ if env is None else env, skip=(CONFIG_VAR,)))
         merged.update({k: v for k, v in flags.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(merged) - known)
         if unknown:
             raise ConfigError(f"unknown broker setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: _coerce(k, v) for k, v in merged.items()})
+        return cls(**{k: coerce(cls, k, v) for k, v in merged.items()})
 
     def with_overrides(self, **changes: Any) -> BrokerConfig:
         """Return a copy with some settings changed (validated again)."""
@@ -183,52 +258,6 @@ def _endpoint(name: str, value: object) -> None:
 
 
 _CURVE_SERVER = ("curve_secret_key", "curve_producers", "curve_subscribers")
-_OPTIONAL = ("pipeline", "http", *_CURVE_SERVER, "curve_client_key", "curve_upstream_key")
-
-_TYPES: dict[str, type] = {
-    "drain_timeout": float,
-    "hwm": int,
-    "max_message": int,
-    "subscription_budget": int,
-    "max_connections": int,
-    "max_connections_per_ip": int,
-    "handshake_timeout": float,
-}
-_BOOLS = ("allow_open_secret_key",)
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if name in _BOOLS:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise ConfigError(f"{name} must be true or false (1 or 0), got {value!r}")
-    if name == "upstream":
-        if isinstance(value, str):
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-        raise ConfigError(f"{name} must be a list of endpoints, got {value!r}")
-    if name in _OPTIONAL and value in ("", "off", "none", "None"):
-        return None
-    kind = _TYPES.get(name)
-    if kind is not None:
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    return value
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
-            out[key[len(ENV_PREFIX) :].lower()] = value
-    return out
 
 
 def _read_file(path: Path) -> dict[str, Any]:

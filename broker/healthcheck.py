@@ -10,12 +10,13 @@ import os
 import sys
 import urllib.request
 
-from broker.config import parse_http
+from broker._options import env_var
+from broker.config import SERVICE_HTTP, parse_http
 
 
 def main() -> int:
     """Probe /healthz on the local broker; 0 when healthy, 1 otherwise."""
-    host, port = parse_http(os.environ.get("LOGFABRIC_BROKER_HTTP", "0.0.0.0:9102"))
+    host, port = parse_http(os.environ.get(env_var("http"), SERVICE_HTTP))
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
     try:

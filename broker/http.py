@@ -8,13 +8,11 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from broker._view import BrokerView
 from broker.config import parse_http
 from broker.metrics import registry_for
-
-if TYPE_CHECKING:
-    from broker.broker import Broker
 
 __all__ = ["serve"]
 
@@ -79,7 +77,7 @@ class _Server(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)  # its thread's read ends; the thread closes it
 
 
-def serve(broker: Broker, address: str) -> ThreadingHTTPServer:
+def serve(broker: BrokerView, address: str) -> ThreadingHTTPServer:
     """Serve the endpoints for ``broker`` on ``HOST:PORT`` in a daemon thread."""
     try:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import zmq
 from prometheus_client import CollectorRegistry
@@ -14,9 +13,9 @@ from prometheus_client.registry import Collector
 
 import fabric
 from broker._connections import REASONS
-
-if TYPE_CHECKING:
-    from broker.broker import Broker
+from broker._roles import BOUND, EGRESS, INGESTS, OUTPUTS, SOCKETS
+from broker._view import BrokerView
+from broker.auth import REASONS as AUTH_REASONS
 
 __all__ = ["registry_for"]
 
@@ -24,13 +23,13 @@ __all__ = ["registry_for"]
 # each as frames in, bytes in, frames out, bytes out.
 _FE_FRAMES_IN, _FE_BYTES_IN = 0, 1
 _BE_FRAMES_IN, _BE_FRAMES_OUT, _BE_BYTES_OUT = 4, 6, 7
-_INGESTS = {"pub": "pub", "push": "push", "upstream": "upstream"}
-_EGRESSES = {"egress": "subscribers", "pipeline": "pipeline"}
-_BOUND = ("pub_ingest", "push_ingest", "egress", "pipeline", "upstream")
+_EGRESS = EGRESS.role
+#: Sockets as the metrics list them: the bound ones, then those that connect.
+_MONITORED = BOUND + tuple(s for s in SOCKETS if not s.bound)
 
 
 class _BrokerCollector(Collector):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerView) -> None:
         self.broker = broker
 
     def collect(self) -> Iterator[Metric]:
@@ -43,10 +42,10 @@ class _BrokerCollector(Collector):
         received_bytes = CounterMetricFamily(
             "logfabric_broker_bytes_received", "Bytes received (topic and payload), by ingest.", labels=["ingest"]
         )
-        for proxy, label in _INGESTS.items():
-            if proxy in stats:
-                received.add_metric([label], stats[proxy][_FE_FRAMES_IN])
-                received_bytes.add_metric([label], stats[proxy][_FE_BYTES_IN])
+        for sock in INGESTS:
+            if sock.proxy in stats:
+                received.add_metric([sock.flow], stats[sock.proxy][_FE_FRAMES_IN])
+                received_bytes.add_metric([sock.flow], stats[sock.proxy][_FE_BYTES_IN])
         sent = CounterMetricFamily(
             "logfabric_broker_records_sent",
             "Records forwarded, by egress (before per-subscriber filtering).",
@@ -55,14 +54,14 @@ class _BrokerCollector(Collector):
         sent_bytes = CounterMetricFamily(
             "logfabric_broker_bytes_sent", "Bytes forwarded, by egress.", labels=["egress"]
         )
-        for proxy, label in _EGRESSES.items():
-            if proxy in stats:
-                sent.add_metric([label], stats[proxy][_BE_FRAMES_OUT])
-                sent_bytes.add_metric([label], stats[proxy][_BE_BYTES_OUT])
+        for sock in OUTPUTS:
+            if sock.proxy in stats:
+                sent.add_metric([sock.flow], stats[sock.proxy][_BE_FRAMES_OUT])
+                sent_bytes.add_metric([sock.flow], stats[sock.proxy][_BE_BYTES_OUT])
         subscriptions = CounterMetricFamily(
             "logfabric_broker_subscription_messages", "Subscribe and unsubscribe messages from subscribers."
         )
-        subscriptions.add_metric([], stats.get("egress", (0,) * 8)[_BE_FRAMES_IN])
+        subscriptions.add_metric([], stats.get(EGRESS.proxy, (0,) * 8)[_BE_FRAMES_IN])
         malformed = CounterMetricFamily(
             "logfabric_broker_malformed",
             "Peers refused at the handshake (garbage or non-ZMTP bytes, bad security), by socket and reason.",
@@ -79,8 +78,9 @@ class _BrokerCollector(Collector):
             "Open connections, by socket (producers at ingests, subscribers at egress).",
             labels=["socket"],
         )
-        for role in _BOUND:
-            if role in b.endpoints or (role == "upstream" and b.config.upstream):
+        for sock in _MONITORED:
+            role = sock.role
+            if role in b.endpoints or (not sock.bound and getattr(b.config, sock.field)):
                 connections.add_metric([role], b.connections(role))
                 disconnects.add_metric([role], b.disconnects(role))
                 for reason, count in b.refusals(role).items():
@@ -109,13 +109,13 @@ class _BrokerCollector(Collector):
             "Distinct subscription prefixes the broker holds for its subscribers.",
             labels=["socket"],
         )
-        subscriptions_held.add_metric(["egress"], held)
+        subscriptions_held.add_metric([_EGRESS], held)
         subscription_bytes = GaugeMetricFamily(
             "logfabric_broker_subscription_bytes",
             "Bytes of the distinct subscription prefixes held for subscribers (libzmq spends about 200 times this).",
             labels=["socket"],
         )
-        subscription_bytes.add_metric(["egress"], held_bytes)
+        subscription_bytes.add_metric([_EGRESS], held_bytes)
         budget = GaugeMetricFamily(
             "logfabric_broker_subscription_budget_bytes", "The subscription budget (subscription_budget), in bytes."
         )
@@ -128,7 +128,7 @@ class _BrokerCollector(Collector):
         )
         refused_subscribers = b.subscription_refusals()
         for reason in ("over_budget", "sent_too_much", "penalized"):
-            subscriptions_refused.add_metric(["egress", reason], refused_subscribers.get(reason, 0))
+            subscriptions_refused.add_metric([_EGRESS, reason], refused_subscribers.get(reason, 0))
         auth_refused = CounterMetricFamily(
             "logfabric_broker_auth_refused",
             "Peers refused by CurveZMQ, by socket and reason (unknown_key, plaintext, bad_handshake, aborted).",
@@ -139,10 +139,10 @@ class _BrokerCollector(Collector):
         )
         if b.config.curve:
             refused = b.auth_refusals()
-            for role in ("pub_ingest", "push_ingest", "egress", "pipeline"):
-                if role in b.endpoints:
-                    for reason in ("unknown_key", "plaintext", "bad_handshake", "aborted"):
-                        auth_refused.add_metric([role, reason], refused.get((role, reason), 0))
+            for sock in BOUND:
+                if sock.role in b.endpoints:
+                    for reason in AUTH_REASONS:
+                        auth_refused.add_metric([sock.role, reason], refused.get((sock.role, reason), 0))
             for name, count in b.allowed_keys().items():
                 allowed_keys.add_metric([name], count)
         drained = CounterMetricFamily("logfabric_broker_drained_records", "Records forwarded during a shutdown drain.")
@@ -181,7 +181,7 @@ class _BrokerCollector(Collector):
         )
 
 
-def registry_for(broker: Broker) -> CollectorRegistry:
+def registry_for(broker: BrokerView) -> CollectorRegistry:
     """A registry holding the broker's metrics plus the process collector."""
     from prometheus_client import ProcessCollector
 

@@ -1,34 +1,46 @@
-"""The ``logfabric`` command: one entry point whose subcommands grow with the project."""
+"""The ``logfabric`` command's parser and the client side's subcommands (tail, export, keys).
+
+The client library never imports the broker: the ``logfabric`` console script
+(:func:`broker.command.main`) adds the subcommands that run one (``broker``,
+``demo``) through ``main(commands=...)``. ``python -m fabric.cli`` offers the
+client side's alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from fabric import __version__
 
-#: What the broker imports beyond the core install (the ``broker`` extra).
-_BROKER_NEEDS = frozenset({"prometheus_client"})
+__all__ = ["Command", "main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``logfabric``; return the exit code."""
+@dataclass(frozen=True)
+class Command:
+    """A subcommand that parses its own arguments: ``run(argv)`` returns the exit code."""
+
+    help: str
+    """Its line in ``logfabric --help``."""
+    run: Callable[[list[str]], int]
+
+
+def main(argv: Sequence[str] | None = None, commands: Mapping[str, Command] | None = None) -> int:
+    """Run ``logfabric``, with ``commands`` beside the client side's subcommands; return the exit code."""
+    more = dict(commands or {})
     parser = argparse.ArgumentParser(prog="logfabric", description="ZeroMQ logging fabric for Python.")
     parser.add_argument("--version", action="version", version=f"logfabric {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    demo = commands.add_parser("demo", help="run producers, a listener and a live tail, all local")
-    demo.add_argument("--seconds", type=float, default=4.0, help="how long producers log (default 4)")
-    demo.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
-
-    commands.add_parser("broker", help="run a broker (see 'logfabric broker --help')", add_help=False)
-    commands.add_parser("tail", help="print live records (see 'logfabric tail --help')", add_help=False)
-    commands.add_parser(
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in more.items():
+        subcommands.add_parser(name, help=command.help, add_help=False)
+    subcommands.add_parser("tail", help="print live records (see 'logfabric tail --help')", add_help=False)
+    subcommands.add_parser(
         "export", help="export live records over OTLP (see 'logfabric export otlp --help')", add_help=False
     )
 
-    keys = commands.add_parser("keys", help="CurveZMQ key pairs (see docs/security.md)")
+    keys = subcommands.add_parser("keys", help="CurveZMQ key pairs (see docs/security.md)")
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     generate = key_commands.add_parser(
         "generate",
@@ -40,20 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     generate.add_argument("--dir", default=".", help="where to write the files (created if missing; default .)")
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["broker"]:
-        from broker.cli import main as broker_main
-
-        try:
-            return broker_main(argv[1:])
-        except ModuleNotFoundError as exc:  # imported where first needed, e.g. /metrics
-            if exc.name not in _BROKER_NEEDS:
-                raise
-            print(
-                f"logfabric broker: the broker needs {exc.name}, which is not installed: "
-                "pip install 'logfabric[broker]'",
-                file=sys.stderr,
-            )
-            return 2
+    if argv[:1] and argv[0] in more:
+        return more[argv[0]].run(argv[1:])
     if argv[:1] == ["tail"]:
         from fabric.tail import main as tail_main
 
@@ -63,10 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return export_main(argv[1:])
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from fabric.demo import run_demo
-
-        return run_demo(seconds=args.seconds, producers=args.producers)
     if args.command == "keys" and args.keys_command == "generate":
         return _generate_keys(args.name, args.dir)
     if args.command == "keys":

@@ -10,7 +10,7 @@ from tests.helpers.net import child_env
 # A ModuleNotFoundError for prometheus_client, as on a core-only install:
 # a None entry in sys.modules makes the import fail that way.
 _WITHOUT_PROMETHEUS = (
-    "import sys; sys.modules['prometheus_client'] = None; from fabric.cli import main; sys.exit(main(sys.argv[1:]))"
+    "import sys; sys.modules['prometheus_client'] = None; from broker.command import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

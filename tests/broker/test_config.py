@@ -349,3 +349,99 @@ def _listening(port: int) -> bool:
             return False
         time.sleep(0.05)
         return True
+
+
+# --------------------------------------------------------------------------- one definition
+
+
+class TestOneDefinition:
+    """Flags, variables and conversions come from BrokerConfig's fields; sockets from one table."""
+
+    def test_every_field_has_exactly_one_flag(self) -> None:
+        """Each field has one flag, --name-with-dashes; the only others are --config and --log-level."""
+        from broker.cli import build_parser
+
+        actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+        by_dest: dict[str, list[str]] = {}
+        for action in actions:
+            by_dest.setdefault(action.dest, []).extend(action.option_strings)
+        assert set(by_dest) == {*KNOWN, "config", "log_level"}
+        for name in KNOWN:
+            assert by_dest[name] == ["--" + name.replace("_", "-")], name
+
+    def test_every_field_has_exactly_one_variable(self) -> None:
+        """LOGFABRIC_BROKER_<NAME> sets field NAME, and no two fields share a variable."""
+        from broker._options import env_var, from_env
+
+        variables = {env_var(name): name for name in KNOWN}
+        assert len(variables) == len(KNOWN)
+        assert all(v == "LOGFABRIC_BROKER_" + n.upper() for v, n in variables.items())
+        assert from_env(BrokerConfig, dict.fromkeys(variables, "x")) == dict.fromkeys(KNOWN, "x")
+
+    @pytest.mark.parametrize(
+        ("name", "text", "value"),
+        [
+            ("hwm", "12", 12),
+            ("handshake_timeout", "1.5", 1.5),
+            ("upstream", "tcp://127.0.0.1:1,tcp://127.0.0.1:2", ("tcp://127.0.0.1:1", "tcp://127.0.0.1:2")),
+            ("allow_open_secret_key", "yes", True),
+            ("pipeline", "tcp://127.0.0.1:9", "tcp://127.0.0.1:9"),
+            ("http", "off", None),
+        ],
+    )
+    def test_flag_and_variable_convert_alike(self, name: str, text: str, value: object) -> None:
+        """A value given as a variable and the same given as a flag end as the same setting."""
+        from broker.cli import build_parser
+
+        from_variable = BrokerConfig.load(env={"LOGFABRIC_BROKER_" + name.upper(): text})
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            given = [flag]
+        elif name == "upstream":  # repeatable
+            given = [part for endpoint in text.split(",") for part in (flag, endpoint)]
+        else:
+            given = [flag, text]
+        args = build_parser().parse_args(given)
+        from_flag = BrokerConfig.load(env={}, **{n: getattr(args, n) for n in KNOWN})
+        assert getattr(from_variable, name) == getattr(from_flag, name) == value
+
+    def test_help_shows_the_defaults_a_service_uses(self) -> None:
+        """--help quotes each default from the field (HTTP's from what `logfabric broker` serves on)."""
+        from broker.cli import build_parser
+        from broker.config import SERVICE_HTTP
+
+        text = " ".join(build_parser().format_help().split())
+        for shown in ("(default tcp://*:5556)", f"(default {SERVICE_HTTP})", "(default 100000)", "(default 10)"):
+            assert shown in text
+
+    def test_http_is_off_in_the_dataclass_and_the_embedded_broker_on_for_the_service(self) -> None:
+        """BrokerConfig() and Broker() agree (HTTP off); the service's settings serve it on 0.0.0.0:9102."""
+        from broker import Broker
+
+        assert BrokerConfig().http is None
+        assert Broker().config.http is None
+        assert BrokerConfig.load(env={}).http == "0.0.0.0:9102"
+
+    def test_sockets_table_matches_the_settings_and_the_published_names(self) -> None:
+        """Each socket's field exists with the table's default; labels and domains stay what dashboards know."""
+        from broker._roles import BOUND, INGESTS, OUTPUTS, SOCKETS
+
+        defaults = BrokerConfig()
+        for sock in SOCKETS:
+            assert sock.field in KNOWN
+            if sock.default is not None:
+                assert getattr(defaults, sock.field) == sock.default
+        assert [s.role for s in BOUND] == ["pub_ingest", "push_ingest", "egress", "pipeline"]
+        assert [(s.proxy, s.flow) for s in INGESTS] == [("pub", "pub"), ("push", "push"), ("upstream", "upstream")]
+        assert [(s.proxy, s.flow) for s in OUTPUTS] == [("egress", "subscribers"), ("pipeline", "pipeline")]
+        assert [s.domain for s in BOUND] == [
+            f"logfabric.{r}" for r in ("pub_ingest", "push_ingest", "egress", "pipeline")
+        ]
+
+    def test_one_public_error_type(self) -> None:
+        """broker exports exactly Broker, BrokerConfig and ConfigError; config errors are that one class."""
+        import broker
+        import broker.config
+
+        assert broker.__all__ == ["Broker", "BrokerConfig", "ConfigError"]
+        assert broker.config.ConfigError is broker.ConfigError is ConfigError

@@ -20,8 +20,8 @@ import pytest
 import fabric
 from broker import Broker, BrokerConfig
 from broker.cli import build_parser
+from broker.command import main as logfabric_main
 from broker.config import ENV_PREFIX, parse_http
-from fabric.cli import main as logfabric_main
 
 yaml = pytest.importorskip("yaml", reason="PyYAML not installed: cannot parse the manifests (pip install pyyaml)")
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 import random
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import fabric
+from broker.broker import Broker
+
+__all__ = ["main", "run_demo"]
 
 _SERVICES = ("checkout", "inventory", "mailer", "search", "billing")
 _LOGGERS = ("app.http", "app.db", "app.db.pool", "app.jobs", "app.cache")
@@ -45,8 +50,6 @@ def _produce(endpoint: str, mode: str, service: str, seconds: float, counts: Any
 
 def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
     """Run the demo and print a per-producer summary; return 0 when nothing was lost."""
-    from broker import Broker
-
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(
         logging.Formatter("%(asctime)s %(service)-9s %(processName)-12s %(levelname)-7s %(name)-12s %(message)s")
@@ -96,3 +99,12 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
     print(f"\nsubscriber: {listener.stats}")
     print("nothing lost" if lost == 0 else f"LOST {lost} record(s)")
     return 0 if lost == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "logfabric demo") -> int:
+    """``logfabric demo [--seconds S] [--producers N]``; return the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run producers, a listener and a live tail, all local.")
+    parser.add_argument("--seconds", type=float, default=4.0, help="how long producers log (default 4)")
+    parser.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
+    args = parser.parse_args(argv)
+    return run_demo(seconds=args.seconds, producers=args.producers)
