@@ -25,6 +25,7 @@ _names = itertools.count()
 # Messages read from the socket at one time: a flood cannot hold a logging call for long.
 _READ_LIMIT = 4096
 _LOOK_EVERY = 0.005  # seconds between looks at the monitor while the peer is away
+_TIMER_SLACK = 0.02  # seconds: how early a libzmq linger may end, as Python's clock sees it
 
 
 def _base_send() -> Any:
@@ -176,7 +177,9 @@ class Link:
         self.sock.close(linger=linger_ms)
         started = time.monotonic()
         self.ctx.term()  # returns once queued messages left or linger expired
-        return time.monotonic() - started < linger_ms / 1000
+        # libzmq's timers run on a cached clock and can fire a little early: a wait that
+        # took nearly the whole linger is taken for one that ran out.
+        return time.monotonic() - started < linger_ms / 1000 - _TIMER_SLACK
 
     def _close_monitor(self) -> None:
         if self.monitor is not None:
