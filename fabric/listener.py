@@ -53,7 +53,8 @@ class ZmqListener(logging.handlers.QueueListener):
             prefixes are applied by the socket subscription, so excluded records
             never arrive; everything is then checked exactly here.
         dispatch: ``"handlers"``, or ``"loggers"`` to route each record through
-            the local logging tree as ``logging.getLogger(record.name).handle``.
+            the local logging tree as ``logging.getLogger(record.name).handle``
+            (then no handlers may be given: they would never be called).
         limits: caps for untrusted text (see :class:`fabric.codec.Limits`).
         resolver, resolve_interval: for ``dns+tcp://NAME:PORT`` endpoints, which
             connect to every address of NAME and re-resolve it every
@@ -110,6 +111,11 @@ class ZmqListener(logging.handlers.QueueListener):
             raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
         if dispatch not in ("handlers", "loggers"):
             raise ValueError(f"unknown dispatch {dispatch!r}: use 'handlers' or 'loggers'")
+        if dispatch == "loggers" and handlers:
+            raise ValueError(
+                "dispatch='loggers' routes records through the local logging tree, so the handlers given would "
+                "never be called: attach them to loggers, or use dispatch='handlers'"
+            )
         self.endpoints = _sockets.endpoint_list(endpoints)
         self._endpoints = Endpoints(self.endpoints, resolver, resolve_interval)
         self.mode = mode
@@ -268,13 +274,15 @@ class ZmqListener(logging.handlers.QueueListener):
         ``KeyboardInterrupt`` included, is counted in ``stats["errors"]`` and
         said once per kind on logger ``logfabric.listener``; the thread goes on.
         """
+        where = "receiving a message"
         try:
             for rehydrated in self.intake.receive(record):
+                where = "prepare"
                 prepared = self.prepare(rehydrated)
                 if prepared is not None:
                     self._dispatch(prepared)
         except BaseException as exc:  # the listener thread must survive anything
-            self._failed("prepare", exc)
+            self._failed(where, exc)
 
     def _dispatch(self, record: logging.LogRecord) -> None:
         if self.dispatch == "loggers":

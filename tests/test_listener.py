@@ -410,6 +410,11 @@ class TestDispatchLoggers:
             assert name not in logging.Logger.manager.loggerDict, f"dispatch created a logger for {name!r}"
         assert "zz" not in logging.Logger.manager.loggerDict
 
+    def test_handlers_beside_dispatch_loggers_are_refused(self, endpoint, make_capture):
+        """Handlers given with dispatch='loggers' would never be called: the constructor says so."""
+        with pytest.raises(ValueError, match="would never be called"):
+            fabric.ZmqListener(endpoint, make_capture(), dispatch="loggers")
+
     def test_a_received_record_is_not_sent_back_by_a_handler_of_the_same_process(
         self, endpoint, make_listener, make_handler, make_capture, raw_push, craft, wait_until
     ):
