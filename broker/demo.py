@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import fabric
 from broker.broker import Broker
@@ -20,7 +20,9 @@ _SERVICES = ("checkout", "inventory", "mailer", "search", "billing")
 _LOGGERS = ("app.http", "app.db", "app.db.pool", "app.jobs", "app.cache")
 
 
-def _produce(endpoint: str, mode: str, service: str, seconds: float, counts: Any, index: int) -> None:
+def _produce(
+    endpoint: str, mode: Literal["push", "pub"], service: str, seconds: float, counts: Any, index: int
+) -> None:
     handler = fabric.install(endpoint, level="DEBUG", service=service, mode=mode)
     handler.wait_ready(5.0)
     rng = random.Random(index)

@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from fabric import _subscriber_options
+from fabric._errors import ConfigError
 from fabric.listener import ZmqListener
 
 __all__ = ["ConfigError", "listen_from_config", "load_logging_config"]
 
 #: The keys a config file's "listener" section may set (see fabric._subscriber_options).
 _LISTENER_KEYS = _subscriber_options.file_keys()
-
-
-class ConfigError(ValueError):
-    """A subscriber configuration that cannot be used; the message says why."""
 
 
 def load_logging_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any] | Path:

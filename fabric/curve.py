@@ -37,6 +37,8 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from fabric._errors import ConfigError
+
 __all__ = [
     "ENV_ALLOW_OPEN_KEY",
     "ENV_CLIENT_KEY",
@@ -65,8 +67,11 @@ _Z85_KEY = re.compile(rb"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class CurveError(ValueError):
-    """A key or key file that cannot be used; the message says what to do."""
+class CurveError(ConfigError):
+    """A key or key file that cannot be used; the message says what to do.
+
+    A :class:`fabric.ConfigError`: ``except fabric.ConfigError`` catches it.
+    """
 
 
 @dataclass(frozen=True, repr=False)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import zmq
 
-from fabric import _dictconfig, _exit, _fork, _options, _sockets, _trace, curve
+from fabric import _dictconfig, _exit, _fork, _options, _producer_options, _sockets, _trace, curve
 from fabric._link import Link, open_link, send
 from fabric._options import default_service
 from fabric._outbox import Outbox
@@ -48,35 +48,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
     sequence, and never sends on the parent's.
 
     Args:
-        endpoint: where to send, e.g. ``"tcp://broker:5557"``.
-        mode: ``"push"`` (to a broker's PULL ingest or a ``ZmqListener(mode="pull")``)
-            or ``"pub"`` (to a broker's XSUB ingest or a ``ZmqListener(mode="sub")``).
-        codec: ``"protobuf"`` (compact, the default) or ``"json"``.
-        bind: bind instead of connect (for a producer with a fixed address).
-        service: the service name on every record; default ``$LOGFABRIC_SERVICE``
-            or the program name.
-        level: the handler level.
-        hwm: records queued per peer before the socket is full (at least 1).
-        buffer_bytes: bytes a connecting handler lets wait for a peer that is
-            not connected (before the first connection and during an outage);
-            records beyond are dropped and counted. A pub handler also holds at
-            most this many bytes while it waits for its first subscriber.
-        send_timeout: seconds a logging call may wait when the socket is full;
-            ``0`` (the default) drops the record at once. Drops are counted in
-            :attr:`stats`.
-        linger: seconds :meth:`close` (and so interpreter exit) and :meth:`flush`
-            wait for queued records to leave when the peer is unreachable.
-        max_message: message bytes (topic and payload) above which a record is dropped and counted
-            (``"oversize"``) instead of being refused by the receiver.
-        curve_server_key, curve_client_key: paths of the broker's public key
-            file and of this producer's secret key file, to encrypt and
-            authenticate with CurveZMQ (both or neither; default
-            ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``,
-            else plaintext). See :mod:`fabric.curve`.
-        flush_on_signal: made in the main thread while SIGTERM (or SIGINT) has
-            its default disposition, set a handler for it that flushes every
-            ZmqHandler (within ``linger``), then dies of the signal as before;
-            ``False`` leaves signals alone. See :mod:`fabric._exit`.
+        (every option, from :data:`fabric._producer_options.OPTIONS`)
 
     Closed by ``logging.shutdown()`` before exit (``dictConfig`` does that), it
     opens again at its next record, as ``logging.FileHandler`` does; closed at
@@ -101,10 +73,10 @@ class ZmqHandler(logging.handlers.QueueHandler):
         /,
         endpoint: str | None = None,
         *,
+        service: str | None = None,
         mode: Mode = "push",
         codec: Codec = "protobuf",
         bind: bool = False,
-        service: str | None = None,
         level: int | str = logging.NOTSET,
         hwm: int = _sockets.DEFAULT_HWM,
         buffer_bytes: int = _sockets.DEFAULT_BUFFER_BYTES,
@@ -113,19 +85,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
         max_message: int = _sockets.DEFAULT_MAX_MESSAGE,
         curve_server_key: str | os.PathLike[str] | None = None,
         curve_client_key: str | os.PathLike[str] | None = None,
+        curve_allow_open_key: bool = False,
         flush_on_signal: bool = True,
     ) -> None:
-        self.endpoint = _options.check(
-            _queue_or_endpoint,
-            endpoint,
-            mode=mode,
-            codec=codec,
-            send_timeout=send_timeout,
-            linger=linger,
-            hwm=hwm,
-            buffer_bytes=buffer_bytes,
-        )
-        self.curve = curve.client_keys(curve_server_key, curve_client_key)
+        self.endpoint = _options.check(locals())  # raises fabric.ConfigError for a bad option
+        self.curve = curve.client_keys(curve_server_key, curve_client_key, allow_open_key=curve_allow_open_key)
         curve.check_not_bound(self.curve, bind)
         super().__init__(None)  # type: ignore[arg-type]  # the socket is our queue
         self.setLevel(level)
@@ -415,3 +379,9 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
 class _Closed(Exception):
     """Raised internally when a closed handler is asked to send."""
+
+
+if ZmqHandler.__doc__:  # None under python -OO
+    ZmqHandler.__doc__ = ZmqHandler.__doc__.replace(
+        _producer_options.ARGS_PLACEHOLDER, _producer_options.docstring_args("handler")
+    )

@@ -9,7 +9,9 @@ import threading
 import warnings
 from typing import Any
 
-from fabric.handler import ZmqHandler
+from fabric import _options, _sockets
+from fabric.codec import Codec
+from fabric.handler import Mode, ZmqHandler
 
 __all__ = ["install"]
 
@@ -20,9 +22,20 @@ def install(
     endpoint: str | None = None,
     *,
     level: int | str | None = None,
-    service: str | None = None,
     logger: logging.Logger | str | None = None,
-    **handler_options: Any,
+    service: str | None = None,
+    mode: Mode = "push",
+    codec: Codec = "protobuf",
+    bind: bool = False,
+    hwm: int = _sockets.DEFAULT_HWM,
+    buffer_bytes: int = _sockets.DEFAULT_BUFFER_BYTES,
+    send_timeout: float = 0.0,
+    linger: float = 1.0,
+    max_message: int = _sockets.DEFAULT_MAX_MESSAGE,
+    curve_server_key: str | os.PathLike[str] | None = None,
+    curve_client_key: str | os.PathLike[str] | None = None,
+    curve_allow_open_key: bool = False,
+    flush_on_signal: bool = True,
 ) -> ZmqHandler:
     """Attach a :class:`ZmqHandler` to ``logger`` (default: the root logger) and return it.
 
@@ -30,8 +43,10 @@ def install(
     ``$LOGFABRIC_SERVICE`` (then the program name). ``level``, if given, is set
     on the logger, so ``install(level="INFO")`` is all a service needs. Calling
     it again for the same logger replaces the earlier handler instead of adding
-    a second one. Other keyword arguments go to :class:`ZmqHandler`; among
-    them ``flush_on_signal=False`` leaves SIGTERM and SIGINT alone.
+    a second one. The other options are :class:`ZmqHandler`'s; among them
+    ``flush_on_signal=False`` leaves SIGTERM and SIGINT alone. Every option is
+    defined once in :data:`fabric._producer_options.OPTIONS`; a bad one raises
+    :class:`fabric.ConfigError` and attaches nothing.
 
     A framework that configures logging afterwards (``django.setup()``,
     ``uvicorn.run()``, any ``logging.config.dictConfig``) closes every handler;
@@ -39,11 +54,9 @@ def install(
     also replaces the logger's handlers (it configures the root logger), a
     ``RuntimeWarning`` says so, once per process, and what to do instead.
     """
-    endpoint = endpoint or os.environ.get("LOGFABRIC_ENDPOINT")
-    if not endpoint:
-        raise ValueError("no endpoint: pass one, e.g. fabric.install('tcp://broker:5557'), or set LOGFABRIC_ENDPOINT")
+    handler_options = _options.check_install(locals())
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
-    handler = ZmqHandler(endpoint, service=service, **handler_options)
+    handler = ZmqHandler(**handler_options)
     for old in [h for h in target.handlers if getattr(h, "_installed_by_fabric", False)]:
         target.removeHandler(old)
         old.close()

@@ -562,8 +562,8 @@ class TestHandlerErrors:
 
     @pytest.mark.parametrize("bad", ["foo", "", "tcp://", "127.0.0.1:5557", None])
     def test_bad_endpoint_raises_at_construction(self, bad):
-        """An endpoint that is not a ZeroMQ address raises ValueError naming it."""
-        with pytest.raises(ValueError, match="endpoint"):
+        """An endpoint that is not a ZeroMQ address raises fabric.ConfigError (a ValueError) naming it."""
+        with pytest.raises(fabric.ConfigError, match="endpoint"):
             fabric.ZmqHandler(bad)
 
     def test_unresolvable_endpoint_raises_when_opened(self, make_handler):
@@ -590,8 +590,8 @@ class TestHandlerErrors:
         ],
     )
     def test_bad_options_raise(self, endpoint, options, match):
-        """An unknown mode, codec or level name, or a negative timeout, raises ValueError."""
-        with pytest.raises(ValueError, match=match):
+        """An unknown mode, codec or level name, or a negative timeout, raises fabric.ConfigError (a ValueError)."""
+        with pytest.raises(fabric.ConfigError, match=match):
             fabric.ZmqHandler(endpoint, **options)
 
     @pytest.mark.parametrize("mode", ["push", "pub"])

@@ -425,13 +425,13 @@ class TestOutageBuffer:
         assert len(capture) == stats["sent"], f"{len(capture)} delivered of {stats['sent']} held"
 
     def test_zero_hwm_is_refused(self, endpoint):
-        """hwm=0 (ZeroMQ's 'no limit') raises a ValueError that says what to pass instead."""
-        with pytest.raises(ValueError, match="hwm"):
+        """hwm=0 (ZeroMQ's 'no limit') raises a fabric.ConfigError that says what to pass instead."""
+        with pytest.raises(fabric.ConfigError, match="hwm"):
             fabric.ZmqHandler(endpoint, hwm=0)
 
     def test_buffer_bytes_must_be_positive(self, endpoint):
-        """buffer_bytes=0 raises a ValueError naming it."""
-        with pytest.raises(ValueError, match="buffer_bytes"):
+        """buffer_bytes=0 raises a fabric.ConfigError naming it."""
+        with pytest.raises(fabric.ConfigError, match="buffer_bytes"):
             fabric.ZmqHandler(endpoint, buffer_bytes=0)
 
     def test_a_lone_record_logged_before_the_peer_arrives_is_delivered(

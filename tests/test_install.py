@@ -111,17 +111,17 @@ class TestInstall:
         assert capture.records[0].msg == "via pub"
 
     def test_no_endpoint_anywhere_raises(self, no_fabric_env, make_logger):
-        """Without an argument or $LOGFABRIC_ENDPOINT, install() raises a ValueError naming the variable."""
+        """Without an argument or $LOGFABRIC_ENDPOINT, install() raises a fabric.ConfigError naming the variable."""
         logger = make_logger()
-        with pytest.raises(ValueError, match="LOGFABRIC_ENDPOINT"):
+        with pytest.raises(fabric.ConfigError, match="LOGFABRIC_ENDPOINT"):
             fabric.install(logger=logger)
         assert logger.handlers == []
 
     def test_bad_endpoint_in_environment_raises(self, no_fabric_env, make_logger):
-        """A malformed $LOGFABRIC_ENDPOINT raises ValueError and attaches nothing."""
+        """A malformed $LOGFABRIC_ENDPOINT raises fabric.ConfigError and attaches nothing."""
         no_fabric_env.setenv("LOGFABRIC_ENDPOINT", "broker:5557")
         logger = make_logger()
-        with pytest.raises(ValueError, match="broker:5557"):
+        with pytest.raises(fabric.ConfigError, match="broker:5557"):
             fabric.install(logger=logger)
         assert logger.handlers == []
 
