@@ -35,8 +35,9 @@ __all__ = [
     "signature",
 ]
 
-#: The line of a docstring's ``Args:`` section that :func:`docstring_args` replaces.
-ARGS_PLACEHOLDER = "        (every option, from :data:`fabric._producer_options.OPTIONS`)\n"
+#: The line of a docstring's ``Args:`` section that :func:`fill_docstring` replaces
+#: (at whatever indentation the interpreter kept: 3.13+ dedents docstrings).
+ARGS_PLACEHOLDER = "(every option, from :data:`fabric._producer_options.OPTIONS`)"
 
 #: Where an option applies: ``ZmqHandler()`` (and so a dictConfig handler entry) or ``install()``.
 Target = Literal["handler", "install"]
@@ -296,12 +297,21 @@ def signature(target: Target, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def docstring_args(target: Target) -> str:
+def fill_docstring(doc: str, target: Target) -> str:
+    """``doc`` with its :data:`ARGS_PLACEHOLDER` line replaced by :func:`docstring_args`, indented alike."""
+    lines = doc.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip() == ARGS_PLACEHOLDER:
+            lines[i] = docstring_args(target, line[: len(line) - len(line.lstrip())])
+    return "".join(lines)
+
+
+def docstring_args(target: Target, indent: str = "        ") -> str:
     """The ``Args:`` lines of a docstring for ``target``'s options: name, meaning, default, environment."""
     lines = []
     for option in for_target(target):
         if option.documented:
             env = f"; else ${option.env}" if option.env and option.env_reader in ("handler", target) else ""
             help_text = option.help.replace("`", "``")
-            lines.append(f"        {option.name}: {help_text} (default {option.shown_default}{env}).\n")
+            lines.append(f"{indent}{option.name}: {help_text} (default {option.shown_default}{env}).\n")
     return "".join(lines)

@@ -382,6 +382,4 @@ class _Closed(Exception):
 
 
 if ZmqHandler.__doc__:  # None under python -OO
-    ZmqHandler.__doc__ = ZmqHandler.__doc__.replace(
-        _producer_options.ARGS_PLACEHOLDER, _producer_options.docstring_args("handler")
-    )
+    ZmqHandler.__doc__ = _producer_options.fill_docstring(ZmqHandler.__doc__, "handler")

@@ -73,12 +73,17 @@ def install(
 class _Watched(list):  # type: ignore[type-arg]
     """A logger's handler list that notices when logging configuration takes out an install()ed handler.
 
-    ``Logger.removeHandler`` is the one way ``dictConfig``, ``fileConfig`` and
-    ``basicConfig(force=True)`` take handlers off a logger; everything else a
-    list does, and so every logging call, is the plain list's.
+    ``Logger.removeHandler`` (which from 3.14 removes from a :meth:`copy`) is
+    the one way ``dictConfig``, ``fileConfig`` and ``basicConfig(force=True)``
+    take handlers off a logger; everything else a list does, and so every
+    logging call, is the plain list's.
     """
 
     __slots__ = ()
+
+    def copy(self) -> _Watched:
+        """A watched copy: from 3.14 ``removeHandler`` removes from a copy, then puts the copy in place."""
+        return _Watched(self)
 
     def remove(self, value: Any, /) -> None:
         """Remove ``value``; warn if it is an install()ed handler taken out by a logging configuration."""

@@ -30,14 +30,18 @@ pytestmark = pytest.mark.timeout(120)
 Factory = Callable[..., Any]
 
 #: A subscriber that asks for ``count`` distinct prefixes of ``size`` bytes, then stays (libzmq
-#: reconnects it and subscribes again whenever it is dropped). argv: endpoint count size
+#: reconnects it and subscribes again whenever it is dropped), with CURVE client keys if given.
+#: argv: endpoint count size [server_public_key_file client_secret_key_file]
 ATTACKER = r"""
 import sys, time, zmq
+from fabric.curve import CurveKeys
 endpoint, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ctx = zmq.Context()
 xsub = ctx.socket(zmq.XSUB)
 xsub.setsockopt(zmq.LINGER, 0)
 xsub.setsockopt(zmq.SNDHWM, 0)
+if len(sys.argv) > 5:
+    CurveKeys.load(sys.argv[4], sys.argv[5]).apply(xsub)
 xsub.connect(endpoint)
 for i in range(count):
     xsub.send(b"\x01" + b"%08d" % i + b"a" * (size - 8))

@@ -26,31 +26,12 @@ import pytest
 import zmq
 
 from fabric.curve import CurveKeys, generate
-from tests.broker.test_hostile_subscribers import from_source, rss_mib
+from tests.broker.test_hostile_subscribers import ATTACKER, from_source, rss_mib
 from tests.helpers.net import ROOT, child_env
 
 pytestmark = pytest.mark.timeout(120)
 
 Factory = Callable[..., Any]
-
-#: :data:`tests.broker.test_hostile_subscribers.ATTACKER`, with CURVE client keys if given.
-#: argv: endpoint count size [server_public_key_file client_secret_key_file]
-ATTACKER = r"""
-import sys, time, zmq
-from fabric.curve import CurveKeys
-endpoint, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ctx = zmq.Context()
-xsub = ctx.socket(zmq.XSUB)
-xsub.setsockopt(zmq.LINGER, 0)
-xsub.setsockopt(zmq.SNDHWM, 0)
-if len(sys.argv) > 5:
-    CurveKeys.load(sys.argv[4], sys.argv[5]).apply(xsub)
-xsub.connect(endpoint)
-for i in range(count):
-    xsub.send(b"\x01" + b"%08d" % i + b"a" * (size - 8))
-print("SENT", flush=True)
-time.sleep(600)
-"""
 
 
 @pytest.fixture
