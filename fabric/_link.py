@@ -1,8 +1,7 @@
 """A producer's socket in one process: how it opens, what its peers send back, whether it is connected.
 
-Used by :class:`fabric.ZmqHandler` off its per-record path: the handler asks
-:meth:`Link.read_upstream` and :meth:`Link.read_events` on a cheap schedule
-(every few hundred records or few MiB), never on every logging call.
+Used only by a handler's sender thread (:mod:`fabric._sender`), which looks
+at the link between bursts and whenever the link has news, never per record.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ _STOPPED = zmq.EVENT_MONITOR_STOPPED
 _names = itertools.count()
 # Messages read from the socket at one time: a flood cannot hold a logging call for long.
 _READ_LIMIT = 4096
-_LOOK_EVERY = 0.005  # seconds between looks at the monitor while the peer is away
 _TIMER_SLACK = 0.02  # seconds: how early a libzmq linger may end, as Python's clock sees it
 
 
@@ -38,7 +36,7 @@ def _base_send() -> Any:
     return zmq.Socket.send
 
 
-#: ``send(sock, message)``: one blocking send (bounded by SNDTIMEO) of one frame of bytes.
+#: ``send(sock, message, flags)``: one send of one frame of bytes (``zmq.Again`` when the socket is full).
 send = _base_send()
 
 
@@ -48,9 +46,8 @@ class Link:
     Attributes:
         up: whether a peer is connected. Always True for a bound socket,
             which queues nothing for peers that are not there; for a
-            connecting one, learnt from a socket monitor.
-        down_bytes: bytes handed to the socket since the connection was
-            last seen down (libzmq queues them for the absent peer).
+            connecting one, learnt from a socket monitor. While it is False
+            the sender keeps records in its own bounded queue.
         subscriptions: pub mode: the distinct topics the socket holds
             subscriptions for, as libzmq reports them.
     """
@@ -68,41 +65,15 @@ class Link:
         self.endpoint = endpoint
         """The endpoint attached to (for a bound ``*`` port: the one it got)."""
         self.up = monitor is None
-        self.down_bytes = 0
-        self.next_look = 0.0
         self.subscriptions: set[bytes] = set()
         self.subscription_bytes = 0
 
-    def look(self, stats: dict[str, int], unseen: int) -> None:
-        """The handler's periodic look: read what peers sent up (pub) and whether the peer is there.
-
-        ``unseen`` is the most that was handed to the socket since the last
-        look; if the connection is down now, that much may wait for the peer.
-        """
+    def look(self, stats: dict[str, int]) -> None:
+        """Read what peers sent up (pub) and whether the peer is there."""
         if self.sock.type == zmq.XPUB:
             self.read_upstream(stats)
         if self.monitor is not None:
             self.read_events()
-            if not self.up:
-                self.down_bytes = unseen
-
-    def admit(self, size: int, buffer_bytes: int) -> bool:
-        """Whether a message of ``size`` bytes may be handed to the socket now.
-
-        Always while the peer is connected. While it is not, libzmq queues what
-        it is given for the peer, so at most ``buffer_bytes`` are admitted
-        until the connection is back (the monitor is read every few ms).
-        """
-        if not self.up:
-            now = time.monotonic()
-            if now >= self.next_look:
-                self.next_look = now + _LOOK_EVERY
-                self.read_events()
-            if not self.up:
-                if self.down_bytes + size > buffer_bytes:
-                    return False
-                self.down_bytes += size
-        return True
 
     def read_events(self) -> None:
         """Learn from the monitor whether the connection is up."""
@@ -116,7 +87,6 @@ class Link:
                 return
             if event == _UP:
                 self.up = True
-                self.down_bytes = 0
             elif event == _DOWN:
                 self.up = False
             elif event == _STOPPED:
@@ -126,7 +96,6 @@ class Link:
                 monitor.close(linger=0)
                 self.monitor = monitor = None
                 self.up = True
-                self.down_bytes = 0
 
     def read_upstream(self, stats: dict[str, int]) -> bool:
         """Read and discard what peers sent up; return whether a subscription arrived.
@@ -200,7 +169,6 @@ def open_link(
     endpoint: str,
     bind: bool,
     hwm: int,
-    send_timeout: float,
     linger: float,
     keys: curve.CurveKeys | None,
 ) -> Link:
@@ -216,7 +184,7 @@ def open_link(
     monitor: zmq.Socket[bytes] | None = None
     try:
         sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
+        sock.setsockopt(zmq.SNDTIMEO, 0)  # the sender thread never blocks in a send: it waits for room itself
         sock.setsockopt(zmq.LINGER, int(linger * 1000))
         sock.setsockopt(zmq.MAXMSGSIZE, _sockets.MAX_SUBSCRIPTION)
         sock.setsockopt(zmq.RCVHWM, _sockets.UPSTREAM_HWM)

@@ -5,6 +5,7 @@ The options and their checks are defined once, in :mod:`fabric._producer_options
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from typing import Any
 from fabric._errors import ConfigError
 from fabric._producer_options import HANDLER, INSTALL
 
-__all__ = ["check", "check_install", "default_service", "new_producer_id"]
+__all__ = ["check", "check_install", "default_service", "levelno", "new_producer_id"]
 
 _SERVICE_ENV = HANDLER["service"].env
 
@@ -27,6 +28,11 @@ def default_service() -> str:
     if prog.endswith(".py"):
         prog = prog[:-3]
     return prog or "python"
+
+
+def levelno(level: int | str) -> int:
+    """The number of a level given by number or name (checked already)."""
+    return level if isinstance(level, int) else int(logging.getLevelNamesMapping()[level])
 
 
 def new_producer_id() -> int:

@@ -122,6 +122,14 @@ def _not_negative(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
 
 
+def _seconds_up_to(most: float) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if not (isinstance(value, (int, float)) and 0 <= value <= most):
+            raise ConfigError(f"{name} must be a number of seconds from 0 to {most:g}, got {value!r}")
+
+    return check
+
+
 def _hwm(name: str, value: Any) -> None:
     _not_negative(name, value)
     if value == 0:
@@ -192,19 +200,19 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="hwm", annotation="int", default=_sockets.DEFAULT_HWM, targets=_BOTH,
-        help="records queued per peer before the socket counts as full; "
-        "in pub mode also the most records kept waiting for the first subscriber",
+        help="the most records kept in memory for the sender thread (waiting for a peer, a first subscriber "
+        "or room), and the most libzmq queues per peer",
         expects="a whole number of at least 1", check=_hwm, shown="50_000",
     ),
     Option(
         name="buffer_bytes", annotation="int", default=_sockets.DEFAULT_BUFFER_BYTES, targets=_BOTH,
-        help="bytes a connecting handler lets wait for an absent peer (and a pub handler for its first "
-        "subscriber); records beyond are dropped and counted",
+        help="the most bytes kept in memory for the sender thread (an absent peer, no subscriber yet, a slow "
+        "peer); records beyond are dropped and counted (waiting for a first subscriber: the oldest)",
         expects="a number of bytes above 0", check=_positive, shown="64 * 1024 * 1024",
     ),
     Option(
         name="send_timeout", annotation="float", default=0.0, targets=_BOTH,
-        help="seconds a logging call may wait on a full socket; `0` drops at once (counted)",
+        help="seconds a logging call may wait for room when the in-memory queue is full; `0` drops at once (counted)",
         expects="a number of seconds, at least 0", check=_not_negative,
     ),
     Option(
@@ -231,6 +239,17 @@ OPTIONS: tuple[Option, ...] = (
         name="curve_allow_open_key", annotation="bool", default=False, targets=_BOTH,
         help="accept a secret key file that group or others may read",
         expects="true or false (the variable: `1`)", env=ENV_ALLOW_OPEN_KEY,
+    ),
+    Option(
+        name="batch_delay", annotation="float", default=0.002, targets=_BOTH,
+        help="seconds a record may wait in memory for others to be sent with it (one wake-up of the sender "
+        "thread per burst); `0` sends each record as soon as the sender thread takes it",
+        expects="a number of seconds from 0 to 1", check=_seconds_up_to(1.0),
+    ),
+    Option(
+        name="flush_level", annotation="int | str", default=logging.WARNING, targets=_BOTH,
+        help="records of this level or above are sent at once, with whatever waits before them",
+        expects="a level name or number", check=_level(optional=False), shown="logging.WARNING",
     ),
     Option(
         name="flush_on_signal", annotation="bool", default=True, targets=_BOTH,

@@ -7,17 +7,18 @@ import logging.handlers
 import os
 import socket as _socket
 import sys
+import threading
 import time
+import weakref
 from collections import deque
 from typing import Any, Literal
 
 import zmq
 
 from fabric import _dictconfig, _exit, _fork, _options, _producer_options, _sockets, _trace, curve
-from fabric._link import Link, open_link, send
 from fabric._options import default_service
-from fabric._outbox import Outbox
 from fabric._record import ReceivedRecord
+from fabric._sender import LinkSpec, Sender, merged
 from fabric.codec import Codec, Encoder, ProducerIdentity
 from fabric.topic import make_topic
 
@@ -30,11 +31,11 @@ _INHERITED = _fork.INHERITED
 
 _PLAIN = logging.LogRecord
 
-# The socket is looked after (what peers sent, whether the peer is connected)
-# once the records sent since the last look weigh _SLICE: a record weighs its
-# size plus _WEIGHT, so that happens every 256 records at the latest.
-_SLICE = 4 * 1024 * 1024
-_WEIGHT = _SLICE // 256
+_get_ident = threading.get_ident
+# Seconds between looks for room in a full queue, for a call that may wait (send_timeout).
+_ROOM_NAP = 0.001
+# Seconds the sender thread waits for the handler's lock to log through it.
+_SENDER_LOCK_WAIT = 0.05
 
 
 class ZmqHandler(logging.handlers.QueueHandler):
@@ -42,10 +43,14 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     ``ZmqHandler(endpoint, *, mode="push", codec="protobuf", bind=False, ...)``
     follows the ``QueueHandler`` seams: :meth:`prepare` returns the record to
-    send and :meth:`enqueue` encodes it as one ``topic NUL payload`` frame and
-    sends it. The socket is created lazily in the process that first logs, so a
-    handler survives ``fork()``: a child gets its own socket, producer id and
-    sequence, and never sends on the parent's.
+    send and :meth:`enqueue` encodes it as one ``topic NUL payload`` message and
+    queues it in memory. One sender thread per handler and process owns the
+    socket and sends what is queued in bursts: a record waits at most
+    ``batch_delay`` (records of ``flush_level`` and above not at all), and the
+    logging call never touches the socket. The socket and the thread are
+    created lazily in the process that first logs, so a handler survives
+    ``fork()``: a child gets its own sender, producer id and sequence, and
+    never sends on the parent's.
 
     Args:
         (every option, from :data:`fabric._producer_options.OPTIONS`)
@@ -56,8 +61,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
     :mod:`fabric._exit`).
 
     Attributes:
-        stats: counts for this process: ``sent``, ``dropped``, ``oversize``,
-            ``errors``, and what peers sent up: ``upstream_discarded``
+        stats: counts for this process: ``sent``, ``queued`` (waiting in
+            memory, for the sender thread, for a peer or a first subscriber),
+            ``dropped`` (the queue was full: ``hwm`` records or ``buffer_bytes``;
+            or left at close), ``oversize``, ``errors`` (formatting, or a
+            failed sender thread), and what peers sent up: ``upstream_discarded``
             (messages from subscribers that were not subscriptions) and
             ``subscriptions_reset`` (times a pub handler dropped all its
             subscribers because their subscriptions exceeded the budget);
@@ -86,6 +94,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
         curve_server_key: str | os.PathLike[str] | None = None,
         curve_client_key: str | os.PathLike[str] | None = None,
         curve_allow_open_key: bool = False,
+        batch_delay: float = 0.002,
+        flush_level: int | str = logging.WARNING,
         flush_on_signal: bool = True,
     ) -> None:
         self.endpoint = _options.check(locals())  # raises fabric.ConfigError for a bad option
@@ -102,7 +112,12 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self.send_timeout = send_timeout
         self.linger = linger
         self.max_message = max_message
+        self.batch_delay = batch_delay
+        self.flush_level = flush_level
+        self._flush_levelno = _options.levelno(flush_level)
+        self._byte_room = buffer_bytes
         self._closed = False
+        self._reopenable = False
         self._reset(_socket.gethostname())
         _fork.track(self)
         if flush_on_signal:
@@ -111,74 +126,69 @@ class ZmqHandler(logging.handlers.QueueHandler):
     # ------------------------------------------------------------------ state
 
     def _reset(self, host: str) -> None:
-        """Fresh per-process state: no socket yet, new producer id, seq from 0."""
+        """Fresh per-process state: no sender yet, new producer id, seq from 0."""
         self._pid = os.getpid()
-        self._out = Outbox(self, ready=self.mode == "push")
-        self._sock: zmq.Socket[bytes] | None = None
-        # Records go straight to the socket while _credit > 0 (Outbox.fast);
-        # it counts down to the next _look().
-        self._credit = 0
-        # Records logged re-entrantly (by a signal handler) while one is being numbered and sent.
-        self._later: deque[tuple[list[Any], bytes]] = deque()
+        spec = LinkSpec(self.mode, self.endpoint, self.bind, self.hwm, self.linger, self.curve)
+        self._sender = sender = Sender(spec, self.batch_delay)
+        weakref.finalize(self, sender.release).atexit = False
+        self._queue = sender.queue
+        # Records go straight to the queue while it holds fewer than _room
+        # (0: no sender thread yet, or closed) and fewer than buffer_bytes.
+        self._room = 0
+        self._put_bytes = 0  # bytes queued by callers, less those they dropped (see Sender.taken_bytes)
+        # Records logged re-entrantly (by a signal handler) while one is being numbered and queued.
+        self._later: deque[tuple[list[Any], bytes, int]] = deque()
         self._busy = False
         self._new_identity(host)
-        self.stats: dict[str, int] = dict.fromkeys(
-            ("sent", "dropped", "oversize", "errors", "upstream_discarded", "subscriptions_reset", "received_not_sent"),
-            0,
-        )
+        self._counts: dict[str, int] = dict.fromkeys(("dropped", "oversize", "errors", "received_not_sent"), 0)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts for this process (see the class docstring); a new dict at every read."""
+        return merged(self._counts, self._sender)
 
     @property
     def host(self) -> str:
         """The host name on every record."""
         return self.identity.host
 
+    @property
+    def _sock(self) -> zmq.Socket[bytes] | None:
+        """The socket of this process, once open."""
+        link = self._sender.link
+        return link.sock if link is not None else None
+
     def _new_identity(self, host: str) -> None:
         """A fresh producer id, with every topic's sequence starting again at 1."""
-        self._topics: dict[tuple[int, str], list[Any]] = {}  # (levelno, name) -> shared [topic, seq]
-        self._out.by_topic = {}
+        self._topics: dict[tuple[int, str], list[Any]] = {}  # (levelno, name) -> shared [lead, seq]
+        self._by_topic: dict[bytes, list[Any]] = {}  # topic -> the entry every key with that topic shares
         self.identity = ProducerIdentity(self.service, host, self._pid, _options.new_producer_id())
         self._encoder = Encoder(self.identity, self.codec, self.formatter)
 
     def _after_fork_in_child(self) -> None:
-        out = self._out
-        if out.link is not None:
-            _INHERITED.extend(out.link.inherited())
+        _INHERITED.extend(self._sender.forget())
+        reopenable = self._reopenable
         self._reset(self.identity.host)
-        self._out.reopenable = out.reopenable
+        self._reopenable = reopenable
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """Set the formatter used for exception and stack text (not the message)."""
         super().setFormatter(fmt)
         self._encoder = Encoder(self.identity, self.codec, fmt)
 
-    def _open(self, endpoint: str | None = None) -> Link:
+    def _revive(self) -> bool:
+        """Make sure this process's sender runs; False if the handler is closed for good."""
         if self._pid != os.getpid():  # forked by a path that skipped at-fork hooks
             self._after_fork_in_child()
-        out = self._out
         if self._closed:  # open again after a close by logging.shutdown() before exit, not otherwise
-            if not out.reopenable or _exit.exiting():
-                raise _Closed
-            self._closed = out.reopenable = False
+            if not self._reopenable or _exit.exiting():
+                return False
+            self._closed = self._reopenable = False
             _exit.rejoin_shutdown(self)
-        out.ready = self.mode == "push"  # pub: records wait for a subscription to this socket
-        link = open_link(
-            self.mode,
-            endpoint or out.endpoint or self.endpoint,
-            self.bind,
-            self.hwm,
-            self.send_timeout,
-            self.linger,
-            self.curve,
-        )
-        out.link, out.endpoint, out.sent_at_open = link, link.endpoint, self.stats["sent"]
-        self._refresh()
-        return link
-
-    def _refresh(self) -> None:
-        """Take up what the slow path changed: the socket, and whether records may go straight to it."""
-        out = self._out
-        self._sock = out.link.sock if out.link is not None else None
-        self._credit = _SLICE if out.fast else 0
+        if not self._sender.running:
+            self._sender.start()  # opens the socket here: a bad endpoint raises to the caller
+        self._room = self.hwm
+        return True
 
     # ------------------------------------------------------------------ QueueHandler seams
 
@@ -198,20 +208,22 @@ class ZmqHandler(logging.handlers.QueueHandler):
         return record
 
     def enqueue(self, record: Any) -> None:
-        """Encode ``record``, number it and send it as one ``topic NUL payload`` frame.
+        """Encode ``record``, number it and queue it for the sender thread as one ``topic NUL payload`` message.
 
         A record whose message cannot be formatted raises here, before it is
         numbered, so it leaves no gap in the sequence; :meth:`emit` counts it as
-        an error. Records are numbered in the order they are sent, even when a
-        signal handler logs while another record is being sent.
+        an error. Records are numbered in the order they are queued, even when a
+        signal handler logs while another record is being queued. A record of
+        ``flush_level`` or above is sent at once; others wait at most
+        ``batch_delay`` for company.
         """
         key = (record.levelno, record.name)
         entry = self._topics.get(key)
         if entry is None:
             entry = self._topic_entry(key)
         body = self._encoder.body(record, entry[0])
-        if self._busy:  # re-entered from a signal handler: the interrupted call sends this after its own
-            self._later.append((entry, body))
+        if self._busy:  # re-entered from a signal handler: the interrupted call queues this after its own
+            self._later.append((entry, body, record.levelno))
             return
         self._busy = True
         try:
@@ -220,70 +232,117 @@ class ZmqHandler(logging.handlers.QueueHandler):
             seq = entry[1] + 1
             entry[1] = seq
             message = body + self._encoder.tail(seq)
-            if self._credit > 0 and len(message) <= self.max_message:  # the common case: one frame, one send
-                self._credit -= len(message) + _WEIGHT
-                try:
-                    send(self._sock, message)
-                except zmq.Again:
-                    self.stats["dropped"] += 1
-                else:
-                    self.stats["sent"] += 1
-                if self._credit <= 0:
-                    self._look()
+            size = len(message)
+            sender = self._sender
+            if (
+                len(self._queue) < self._room
+                and size <= self.max_message
+                and self._put_bytes - sender.taken_bytes + size <= self._byte_room
+            ):
+                self._queue.append(message)  # the common case
+                self._put_bytes += size
+                if record.levelno >= self._flush_levelno:
+                    sender.hurry = True
+                    if sender.idle or sender.gathering:
+                        sender.kick()
+                elif sender.idle:
+                    sender.kick()
             else:
-                self._send_slowly(message)
+                self._queue_slowly(message, record.levelno)
         finally:
             self._busy = False
         if self._later:
-            self._send_later()
+            self._queue_later()
 
-    def _send_later(self) -> None:
-        """Number and send the records a signal handler logged while another was being sent."""
+    def _queue_later(self) -> None:
+        """Number and queue the records a signal handler logged while another was being queued."""
         later = self._later
         while later and not self._busy:
-            entry, body = later.popleft()
+            entry, body, levelno = later.popleft()
             self._busy = True
             try:
                 seq = entry[1] + 1
                 entry[1] = seq
-                self._send_slowly(body + self._encoder.tail(seq))
+                self._queue_slowly(body + self._encoder.tail(seq), levelno)
             finally:
                 self._busy = False
 
     def _topic_entry(self, key: tuple[int, str]) -> list[Any]:
         topic = make_topic(key[0], key[1], self.service)
-        entry = self._out.by_topic.get(topic)
+        entry = self._by_topic.get(topic)
         if entry is None:
-            if len(self._out.by_topic) >= 65536:
+            if len(self._by_topic) >= 65536:
                 # Unbounded logger names. Restarting the counters under the same
                 # id would hide losses, so continue as a new producer instead.
                 self._new_identity(self.identity.host)
             # [the message's lead: topic and its NUL delimiter, last seq]
-            entry = self._out.by_topic[topic] = [topic + b"\x00", 0]
+            entry = self._by_topic[topic] = [topic + b"\x00", 0]
         self._topics[key] = entry
         return entry
 
-    def _send_slowly(self, message: bytes) -> None:
-        """Everything but the common case: oversize, no socket yet, no subscriber yet, no peer."""
-        if len(message) > self.max_message:
-            self.stats["oversize"] += 1
+    def _queue_slowly(self, message: bytes, levelno: int) -> None:
+        """Everything but the common case: oversize, no sender yet, closed, a full queue."""
+        size = len(message)
+        if size > self.max_message:
+            self._counts["oversize"] += 1
             return
-        if self._out.link is None or self._pid != os.getpid():
-            try:
-                self._open()
-            except _Closed:
-                self.stats["dropped"] += 1
+        if not self._revive():
+            self._counts["dropped"] += 1
+            return
+        sender, queue = self._sender, self._queue
+        if not self._room_for(size):
+            if not sender.ready:  # waiting for a first subscriber: the newest records are kept
+                while queue and not self._room_for(size):
+                    try:
+                        self._put_bytes -= len(queue.popleft())
+                    except IndexError:  # the sender took it meanwhile
+                        break
+                    self._counts["dropped"] += 1
+            elif self.send_timeout > 0:
+                deadline = time.monotonic() + self.send_timeout
+                while not self._room_for(size) and time.monotonic() < deadline:
+                    time.sleep(_ROOM_NAP)
+            if not self._room_for(size):
+                self._counts["dropped"] += 1
                 return
-        self._out.send(message)
-        self._refresh()
+        queue.append(message)
+        self._put_bytes += size
+        if levelno >= self._flush_levelno:
+            sender.hurry = True
+        sender.kick()
 
-    def _look(self) -> None:
-        """Every slice of records: read what peers sent up, and whether the peer is still there."""
-        self._out.look(unseen=_SLICE)
-        self._refresh()
+    def _room_for(self, size: int) -> bool:
+        return len(self._queue) < self.hwm and self._put_bytes - self._sender.taken_bytes + size <= self._byte_room
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
+        """As ``Handler.handle``; a record logged by this handler's own sender thread never waits for the lock.
+
+        Whoever holds the lock may be waiting for the sender (``close()``,
+        ``flush()``, a call waiting for room): the sender thread tries the
+        lock briefly and otherwise drops the record, counted.
+        """
+        if _get_ident() != self._sender_ident:
+            return super().handle(record)
+        passed = self.filter(record)
+        if isinstance(passed, logging.LogRecord):
+            record = passed
+        if passed:
+            if self.lock.acquire(timeout=_SENDER_LOCK_WAIT):  # type: ignore[union-attr]
+                try:
+                    self.emit(record)
+                finally:
+                    self.lock.release()  # type: ignore[union-attr]
+            else:
+                self._sender.stats["dropped"] += 1
+        return passed
+
+    @property
+    def _sender_ident(self) -> int | None:
+        thread = self._sender.thread
+        return thread.ident if thread is not None else None
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Prepare and send ``record``; errors go to :meth:`handleError`, never the caller."""
+        """Prepare and queue ``record``; errors go to :meth:`handleError`, never the caller."""
         try:
             # os.getpid() is a system call, so it is asked only when the record was
             # made by another process than this handler's: after a fork that
@@ -291,11 +350,11 @@ class ZmqHandler(logging.handlers.QueueHandler):
             if record.process != self._pid and os.getpid() != self._pid:
                 self._after_fork_in_child()
             if record.__class__ is not _PLAIN and isinstance(record, ReceivedRecord):
-                self.stats["received_not_sent"] += 1  # it came from the fabric: sent on, it would loop
+                self._counts["received_not_sent"] += 1  # it came from the fabric: sent on, it would loop
                 return
             self.enqueue(self.prepare(record))
         except Exception:
-            self.stats["errors"] += 1
+            self._counts["errors"] += 1
             self.handleError(record)
 
     # ------------------------------------------------------------------ pub readiness
@@ -309,18 +368,13 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """
         deadline = time.monotonic() + timeout
         with self.lock:  # type: ignore[union-attr]
-            if self._out.link is None or self._pid != os.getpid():
-                try:
-                    self._open()
-                except _Closed:  # a closed handler never becomes ready
-                    return False
+            if not self._revive():  # a closed handler never becomes ready
+                return False
         while True:
-            with self.lock:  # type: ignore[union-attr]
-                if self._closed:
-                    return False
-                if self._out.ready or self._out.poll_ready():
-                    self._refresh()
-                    return True
+            if self._closed:
+                return False
+            if self._sender.ready:
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -333,7 +387,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
         Waits at most ``timeout`` seconds (default: ``linger``), for a pub
         handler's first subscriber too, and returns ``False`` if the wait ran
-        out first (records still waiting for a subscriber stay held). The
+        out first (records still waiting for a subscriber stay queued). The
         handler stays usable: libzmq can only wait for its queue while closing
         the socket, so the next record opens a new one, with the same producer
         id and sequences. From ``logging.shutdown()``, which calls
@@ -342,16 +396,9 @@ class ZmqHandler(logging.handlers.QueueHandler):
         if timeout is None and _exit.by_logging_shutdown(sys._getframe(0)):
             return True  # close() comes next and waits for the same records
         wait = self.linger if timeout is None else max(0.0, timeout)
-        deadline = time.monotonic() + wait
-        if not self.lock.acquire(timeout=wait):  # type: ignore[union-attr]
-            return False
-        try:
-            if self._closed or self._pid != os.getpid():
-                return True  # nothing of this process is in flight
-            return self._out.drain(deadline)
-        finally:
-            self._refresh()
-            self.lock.release()  # type: ignore[union-attr]
+        if self._closed or self._pid != os.getpid():
+            return True  # nothing of this process is in flight
+        return self._sender.finish(time.monotonic() + wait, close=False)
 
     def close(self) -> None:
         """Deliver what is queued (waiting at most ``linger`` seconds), then close.
@@ -362,14 +409,13 @@ class ZmqHandler(logging.handlers.QueueHandler):
         """
         by_shutdown = _exit.by_logging_shutdown(sys._getframe(0))
         with self.lock:  # type: ignore[union-attr]
-            out = self._out
-            if not self._closed and out.link is not None and self._pid == os.getpid():
-                out.close(time.monotonic() + self.linger)
+            self._room = 0  # from now on records take the slow path, which finds the handler closed
+            was_closed, self._closed = self._closed, True
+            if not was_closed and self._pid == os.getpid():
+                self._sender.finish(time.monotonic() + self.linger, close=True)
             # Closed by logging.shutdown() (dictConfig does that): the next record opens again,
             # unless this handler had been closed by its own close() before.
-            out.reopenable = by_shutdown and (out.reopenable or not self._closed)
-            self._closed = True
-            self._refresh()
+            self._reopenable = by_shutdown and (self._reopenable or not was_closed)
         super().close()
 
     def __repr__(self) -> str:

@@ -35,6 +35,8 @@ def install(
     curve_server_key: str | os.PathLike[str] | None = None,
     curve_client_key: str | os.PathLike[str] | None = None,
     curve_allow_open_key: bool = False,
+    batch_delay: float = 0.002,
+    flush_level: int | str = logging.WARNING,
     flush_on_signal: bool = True,
 ) -> ZmqHandler:
     """Attach a :class:`ZmqHandler` to ``logger`` (default: the root logger) and return it.

@@ -142,7 +142,7 @@ class TestChecks:
     def test_every_check_is_made(self, endpoint: str) -> None:
         """Each option with a check refuses a bad value through ZmqHandler(): the checks are the table's."""
         bad = {"mode": "sub", "codec": "xml", "level": "LOUD", "hwm": 0, "buffer_bytes": 0}
-        bad |= {"send_timeout": -1, "linger": -1, "endpoint": "nowhere"}
+        bad |= {"send_timeout": -1, "linger": -1, "endpoint": "nowhere", "batch_delay": 2, "flush_level": "LOUD"}
         assert {n for n, o in HANDLER.items() if o.check is not None} == set(bad)
         for name, value in bad.items():
             options = {"endpoint": endpoint, name: value}

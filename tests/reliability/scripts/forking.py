@@ -48,6 +48,7 @@ def child_facts(handler: fabric.ZmqHandler, inherited: Any, role: str) -> dict[s
         "pid": os.getpid(),
         "producer_id": f"{handler.identity.producer_id:016x}",
         "sent": handler.stats["sent"],
+        "queued": handler.stats["queued"],
         "own_socket_is_inherited": own is inherited,
         "inherited_set_aside": any(sock is inherited for _, sock in fabric.handler._INHERITED),  # type: ignore[misc]
     }

@@ -47,6 +47,10 @@ def main() -> None:
     log.setLevel(logging.DEBUG)
     log.propagate = False
     log.info("parent before fork")
+    # A fork that skips Python's own fork handling must not happen while another
+    # Python thread holds the interpreter lock: the child would wait for it forever.
+    # The handler's sender thread runs only briefly per burst; after flush() it sleeps.
+    assert handler.flush(5.0)
     libc_fork = ctypes.CDLL(None).fork
     pids = []
     for _ in range(args.workers):
