@@ -30,6 +30,8 @@ from broker._connections import ConnectionLimits
 from broker._drain import drain
 from broker._errors import ConfigError
 from broker._roles import EGRESS, INGESTS, OUTPUTS, PIPELINE, SOCKETS, Socket, socket_of
+from broker._store import Store
+from broker._store_feed import StoreFeed
 from broker._subscriptions import PenaltyBox, SubscriptionWatch
 from broker.auth import BrokerAuth, monitor_hook, upstream_keys
 from broker.config import BrokerConfig, subscription_frame_limit
@@ -37,6 +39,7 @@ from broker.monitor import ConnectionMonitor
 from broker.proxy import Proxy, ProxyStats
 from fabric import _sockets
 from fabric.curve import CurveKeys
+from fabric.topic import MAX_TOPIC
 
 __all__ = ["Broker"]
 
@@ -46,6 +49,8 @@ _ids = itertools.count()
 _SUBSCRIPTION_QUEUE = 16
 #: Proxies whose backends hold records for peers: they get the drain's remaining time to send them.
 _OUTPUT_PROXIES = frozenset(s.proxy for s in OUTPUTS)
+#: The proxy counter of frames a proxy's backend sent: what an ingest put on its bridge.
+_BE_FRAMES_OUT = 6
 
 
 class Broker:
@@ -77,6 +82,8 @@ class Broker:
         self._watch: SubscriptionWatch | None = None
         self.limits: ConnectionLimits | None = None
         """The caps on connections per bound socket and per IP address, and their refusals (once started)."""
+        self.store: StoreFeed | None = None
+        """The record store and what feeds it, when ``store`` is configured (once started)."""
 
     # ------------------------------------------------------------------ state
 
@@ -194,6 +201,8 @@ class Broker:
                 # (then libzmq stops reading it and the heartbeat drops it), not RCVHWM large ones.
                 pipe_out = self._output(PIPELINE, monitor, 1)
                 self._proxies[PIPELINE.proxy] = Proxy(ctx, PIPELINE.proxy, pipe_in, pipe_out)
+            if cfg.store is not None:
+                self.store = self._store(bridges)
             limits = ConnectionLimits(
                 self.endpoints, cfg.max_connections, cfg.max_connections_per_ip, http=cfg.http is not None
             )
@@ -205,6 +214,8 @@ class Broker:
         self._monitor = monitor
         monitor.start()
         watch.start()
+        if self.store is not None:
+            self.store.start()
         for proxy in self._proxies.values():
             proxy.start()
         self.started_at = time.time()
@@ -256,6 +267,32 @@ class Broker:
         self._proxies[ingest.proxy] = Proxy(self._ctx, ingest.proxy, front, bridge)
         return address
 
+    def _store(self, bridges: list[str]) -> StoreFeed:
+        """The store's own subscriber of every bridge: a bridge drops for it alone when it falls behind."""
+        cfg = self.config
+        assert cfg.store is not None
+        sock = self._socket(zmq.SUB)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")  # everything, upstream too (as the pipeline)
+        for address in bridges:
+            sock.connect(address)
+        store = Store(
+            cfg.store, retention_bytes=cfg.retention_bytes, retention_age=cfg.retention_age, max_topic=MAX_TOPIC
+        )
+        return StoreFeed(sock, store, self._published)
+
+    def _published(self) -> int | None:
+        """Records the ingest proxies have put on their bridges so far."""
+        total = 0
+        for ingest in INGESTS:
+            proxy = self._proxies.get(ingest.proxy)
+            if proxy is None:
+                continue
+            try:
+                total += proxy.statistics()[_BE_FRAMES_OUT]
+            except (TimeoutError, RuntimeError, zmq.ZMQError):
+                total += proxy.last[_BE_FRAMES_OUT]
+        return total
+
     def _output(self, output: Socket, monitor: ConnectionMonitor, queue: int) -> zmq.Socket[bytes]:
         """Bind ``output``, whose peers send nothing but subscriptions (at most ``queue`` queued per peer)."""
         sock = self._socket(output.kind)
@@ -306,6 +343,10 @@ class Broker:
         return drained
 
     def _close_all(self, linger_until: float | None = None) -> None:
+        if self.store is not None:  # before the context goes: the feed closes its own socket
+            self.store.stop()
+            if self.drained:
+                _log.info("store: the %d record(s) of the shutdown drain were forwarded, not stored", self.drained)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -66,6 +66,12 @@ def _socket(role: str, default: Any = MISSING) -> Any:
 
 
 _CURVE = "CurveZMQ (docs/security.md)"
+_STORE = "record store (docs/broker.md#record-store)"
+#: The defaults of :attr:`BrokerConfig.retention_bytes` and :attr:`BrokerConfig.retention_age`.
+DEFAULT_RETENTION_BYTES = 1024**3
+DEFAULT_RETENTION_AGE = 7 * 86400.0
+#: The smallest :attr:`BrokerConfig.retention_bytes` (a store smaller than a few largest messages is no store).
+MIN_RETENTION_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,23 @@ class BrokerConfig:
         default=None, metadata=option("the upstream brokers' public key file", "FILE", group=_CURVE)
     )
     """The upstream brokers' public key file (NAME.key)."""
+    store: str | None = field(
+        default=None,
+        metadata=option("keep every record received in a store in this directory (default off)", "DIR", group=_STORE),
+    )
+    """Directory of the record store; None (the default) keeps no records."""
+    retention_bytes: int = field(
+        default=DEFAULT_RETENTION_BYTES,
+        metadata=option(
+            "the store's size at most; the oldest records go first (default {default})", "BYTES", group=_STORE
+        ),
+    )
+    """Bytes the store keeps at most (segment files and their indexes); the oldest go first."""
+    retention_age: float = field(
+        default=DEFAULT_RETENTION_AGE,
+        metadata=option("records older than this leave the store (default {default}: 7 days)", "SECONDS", group=_STORE),
+    )
+    """Seconds a record stays in the store at most."""
     allow_open_secret_key: bool = field(
         default=False,
         metadata=option(
@@ -189,6 +212,14 @@ class BrokerConfig:
             raise ConfigError(f"handshake_timeout must be between 0.1 and 3600 seconds, got {self.handshake_timeout}")
         if not isinstance(self.allow_open_secret_key, bool):
             raise ConfigError(f"allow_open_secret_key must be True or False, got {self.allow_open_secret_key!r}")
+        if self.store is not None and (not isinstance(self.store, str) or not self.store.strip()):
+            raise ConfigError(f"store must be a directory path, got {self.store!r}")
+        if self.retention_bytes < MIN_RETENTION_BYTES:
+            raise ConfigError(
+                f"retention_bytes must be at least {MIN_RETENTION_BYTES} bytes, got {self.retention_bytes}"
+            )
+        if not 1.0 <= self.retention_age <= 100 * 365 * 86400.0:
+            raise ConfigError(f"retention_age must be between 1 second and 100 years, got {self.retention_age}")
         if self.max_message < 1024:
             raise ConfigError(f"max_message must be at least 1024 bytes, got {self.max_message}")
         server = (self.curve_secret_key, self.curve_producers, self.curve_subscribers)

@@ -6,7 +6,9 @@ import argparse
 import logging
 import multiprocessing
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -50,8 +52,12 @@ def _produce(
     counts[index] = (sent, handler.stats["dropped"])
 
 
-def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
-    """Run the demo and print a per-producer summary; return 0 when nothing was lost."""
+def run_demo(seconds: float = 4.0, producers: int = 3, store: str | None = None) -> int:
+    """Run the demo and print a per-producer summary; return 0 when nothing was lost.
+
+    The broker keeps what it receives in a record store: in ``store``, or in
+    a temporary directory removed at the end.
+    """
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(
         logging.Formatter("%(asctime)s %(service)-9s %(processName)-12s %(levelname)-7s %(name)-12s %(message)s")
@@ -67,7 +73,8 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
     ctx = multiprocessing.get_context("spawn")
     counts: Any = ctx.Manager().dict()
     local = "tcp://127.0.0.1:*"
-    with Broker(pub_ingest=local, push_ingest=local, egress=local) as broker:
+    where = store or tempfile.mkdtemp(prefix="logfabric-demo-store-")
+    with Broker(pub_ingest=local, push_ingest=local, egress=local, store=where) as broker:
         listener = fabric.ZmqListener(broker.endpoints["egress"], console, Count())
         listener.start()
         time.sleep(0.3)  # let the subscription reach the broker
@@ -89,8 +96,11 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
             p.start()
         for p in procs:
             p.join()
-        time.sleep(0.5)
+        time.sleep(1.5)  # the store syncs once a second
         listener.stop()
+        kept = broker.store.snapshot() if broker.store is not None else None
+    if store is None:
+        shutil.rmtree(where, ignore_errors=True)
     print("\nproducer  mode  service      sent  dropped  received")
     lost = 0
     for i, (mode, service) in enumerate(plan):
@@ -99,6 +109,8 @@ def run_demo(seconds: float = 4.0, producers: int = 3) -> int:
         lost += sent - got
         print(f"{i:>8}  {mode:<4}  {service:<9} {sent:>7}  {dropped:>7}  {got:>8}")
     print(f"\nsubscriber: {listener.stats}")
+    if kept is not None:
+        print(kept.describe() + ("" if store else " (a temporary directory, removed)"))
     print("nothing lost" if lost == 0 else f"LOST {lost} record(s)")
     return 0 if lost == 0 else 1
 
@@ -108,5 +120,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "logfabric demo") -> int
     parser = argparse.ArgumentParser(prog=prog, description="Run producers, a listener and a live tail, all local.")
     parser.add_argument("--seconds", type=float, default=4.0, help="how long producers log (default 4)")
     parser.add_argument("--producers", type=int, default=3, help="number of producer processes (default 3)")
+    parser.add_argument("--store", metavar="DIR", help="keep the records in this store (default: a temporary one)")
     args = parser.parse_args(argv)
-    return run_demo(seconds=args.seconds, producers=args.producers)
+    return run_demo(seconds=args.seconds, producers=args.producers, store=args.store)

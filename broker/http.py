@@ -10,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from broker._store_feed import StoreFeed
 from broker._view import BrokerView
 from broker.config import parse_http
 from broker.metrics import registry_for
@@ -97,7 +98,9 @@ def serve(broker: BrokerView, address: str) -> ThreadingHTTPServer:
                 self._send(200 if ok else 503, b"ok\n" if ok else b"a proxy stopped\n")
             elif path == "/readyz":
                 ok = broker.ready
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                store = getattr(broker, "store", None)  # degraded or not, forwarding goes on: detail only
+                detail = f"{store.snapshot().describe()}\n" if isinstance(store, StoreFeed) else ""
+                self._send(200 if ok else 503, (b"ready\n" if ok else b"not ready\n") + detail.encode())
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
 

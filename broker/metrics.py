@@ -14,6 +14,8 @@ from prometheus_client.registry import Collector
 import fabric
 from broker._connections import REASONS
 from broker._roles import BOUND, EGRESS, INGESTS, OUTPUTS, SOCKETS
+from broker._store_feed import StoreFeed
+from broker._store_metrics import store_metrics
 from broker._view import BrokerView
 from broker.auth import REASONS as AUTH_REASONS
 
@@ -179,6 +181,9 @@ class _BrokerCollector(Collector):
             uptime,
             info,
         )
+        store = getattr(b, "store", None)
+        if isinstance(store, StoreFeed):
+            yield from store_metrics(store.snapshot())
 
 
 def registry_for(broker: BrokerView) -> CollectorRegistry:

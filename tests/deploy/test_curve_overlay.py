@@ -48,7 +48,7 @@ def _secret_mounts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         m["mountPath"]: volumes[m["name"]]["secret"]
         for m in _container(docs)["volumeMounts"]
-        if "secret" in volumes[m["name"]]
+        if "secret" in volumes.get(m["name"], {})  # the store's mount is a claim, not a pod volume
     }
 
 
@@ -100,7 +100,7 @@ def test_secret_volumes_are_read_only_and_private(curve_docs: list[dict[str, Any
     """Each Secret is mounted read-only, with no access for others (the broker reads it through fsGroup)."""
     container = _container(curve_docs)
     volumes = _volumes(curve_docs)
-    mounts = [m for m in container["volumeMounts"] if "secret" in volumes[m["name"]]]
+    mounts = [m for m in container["volumeMounts"] if "secret" in volumes.get(m["name"], {})]
     assert len(mounts) == 3
     for mount in mounts:
         assert mount.get("readOnly") is True, mount
