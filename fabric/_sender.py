@@ -99,6 +99,8 @@ class Sender:
         """The endpoint last attached to (for a bound ``*`` port: the one it got), to open again there."""
         self.stats = dict.fromkeys(_STATS, 0)
         self.thread: threading.Thread | None = None
+        self.ident = 0
+        """The sender thread's ``threading.get_ident()`` once it runs (0: none yet)."""
         self._requests: deque[_Request] = deque()
         self._sent_at_open = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -114,7 +116,7 @@ class Sender:
 
     def is_current(self) -> bool:
         """Whether the calling thread is the sender thread."""
-        return self.thread is not None and self.thread.ident == threading.get_ident()
+        return self.ident == threading.get_ident()
 
     def start(self) -> None:
         """Open the link (in the calling thread, so its errors reach the caller) and start the thread."""
@@ -179,6 +181,7 @@ class Sender:
     # ------------------------------------------------------------------ the sender thread
 
     def _run(self) -> None:
+        self.ident = threading.get_ident()
         try:
             self._loop()
         except BaseException:  # reported and counted; the next wake starts a new thread
@@ -201,8 +204,12 @@ class Sender:
                 continue
             if not self.hurry and self.delay > 0:
                 self.gathering = True
-                if not self.hurry:
-                    self._wait(self.delay)
+                until = time.monotonic() + self.delay
+                while not self.hurry and not requests:  # a stale wake-up or the link's news does not end it
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wait(left)
                 self.gathering = False
             self.hurry = False
             self._send_queued()

@@ -321,7 +321,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         ``flush()``, a call waiting for room): the sender thread tries the
         lock briefly and otherwise drops the record, counted.
         """
-        if _get_ident() != self._sender_ident:
+        if _get_ident() != self._sender.ident:
             return super().handle(record)
         passed = self.filter(record)
         if isinstance(passed, logging.LogRecord):
@@ -335,11 +335,6 @@ class ZmqHandler(logging.handlers.QueueHandler):
             else:
                 self._sender.stats["dropped"] += 1
         return passed
-
-    @property
-    def _sender_ident(self) -> int | None:
-        thread = self._sender.thread
-        return thread.ident if thread is not None else None
 
     def emit(self, record: logging.LogRecord) -> None:
         """Prepare and queue ``record``; errors go to :meth:`handleError`, never the caller."""

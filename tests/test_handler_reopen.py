@@ -166,7 +166,7 @@ class TestFlush:
         assert time.monotonic() - started < 0.5
 
     def test_flush_with_the_peer_away_gives_up_at_the_timeout(self, make_handler, make_logger, make_listener, capture):
-        """No peer: False after about the timeout; the record stays queued and arrives with the next when a peer comes."""
+        """No peer: False after about the timeout; the record stays queued and arrives when a peer comes."""
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         handler = make_handler(endpoint, linger=5.0)
         log = make_logger(None, handler)
