@@ -14,7 +14,7 @@ Subscribers::
         ...
 
 Remote records are untrusted text: write them through :class:`SafeFormatter`
-(``fabric.tail.SafeFormatter``), which escapes control characters and marks
+(also ``fabric.tail.SafeFormatter``), which escapes control characters and marks
 traceback lines, wherever they end up as text.
 
 The supported surface is :data:`__all__`:
@@ -41,13 +41,13 @@ __version__ = "0.1.0"  # before the imports: cli and the OTLP transport read it 
 
 from fabric import _dictconfig
 from fabric._errors import ConfigError
+from fabric._safe_format import SafeFormatter
 from fabric.codec import Limits, MalformedRecord, decode, encode
 from fabric.config import listen_from_config
 from fabric.handler import ZmqHandler
 from fabric.install import install
 from fabric.listener import ZmqListener
 from fabric.subscribe import GapNotice, Subscription, subscribe
-from fabric.tail import SafeFormatter
 
 __all__ = [
     "ConfigError",

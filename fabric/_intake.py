@@ -1,7 +1,8 @@
-"""What every subscriber does with a received message: decode, check, filter, find gaps.
+"""What every subscriber does with a received message: split, decode, check, filter, find gaps.
 
 Shared by :class:`fabric.ZmqListener` (a thread) and :func:`fabric.subscribe`
-(an iterator), so both count and report the same way.
+(an iterator), so both count and report the same way. The socket they receive
+on is :mod:`fabric._receiver`'s; the framing, :func:`fabric.topic.split_message`.
 """
 
 from __future__ import annotations
@@ -9,16 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-import zmq
-
-from fabric import _sockets
 from fabric._record import ReceivedRecord
 from fabric.codec import Limits, MalformedRecord, decode
-from fabric.curve import CurveKeys, check_not_bound
-from fabric.discovery import Endpoints
-from fabric.topic import MAX_TOPIC, matches, subscriptions
+from fabric.topic import matches, split_message, subscriptions
 
 GAP_LOGGER = "logfabric.gaps"
 _diag = logging.getLogger("logfabric.listener")
@@ -120,19 +116,13 @@ class Intake:
 
         Malformed messages yield nothing and are counted; nothing raises.
         """
-        if len(frames) != 1:
-            self._malformed(f"expected 1 frame (topic NUL payload), got {len(frames)}")
+        try:
+            (frame,) = frames
+            topic, payload = split_message(frame)
+        except ValueError as exc:  # not one frame, or not topic NUL payload
+            count = len(frames)
+            self._malformed(str(exc) if count == 1 else f"expected 1 frame (topic NUL payload), got {count}")
             return []
-        # topic NUL payload (fabric.topic.split_message, inlined and bounded: this runs per record)
-        frame = frames[0]
-        end = frame.find(b"\x00", frame.find(b"\x00", 0, MAX_TOPIC) + 1, MAX_TOPIC + 1)
-        if end < 0:
-            self._malformed(
-                f"no topic delimiter in the first {MAX_TOPIC + 1} bytes: expected one frame, "
-                f"topic NUL payload, with a topic of at most {MAX_TOPIC} bytes"
-            )
-            return []
-        topic, payload = frame[:end], frame[end + 1 :]
         try:
             decoded = decode(payload, self.limits, topic)
         except MalformedRecord as exc:
@@ -276,55 +266,3 @@ def _notice(kind: str, record: logging.LogRecord, lost: int, msg: str, args: tup
         exceptions=None,
     )
     return notice
-
-
-def sees_whole_stream(mode: str, bind: bool) -> bool:
-    """Whether a receiver gets every record its producers send, so that a sequence jump is a loss.
-
-    A PULL that connects (to a broker's pipeline, say) gets a share of a
-    load-balanced stream: the records it misses went to other consumers.
-    """
-    return not (mode == "pull" and not bind)
-
-
-def open_socket(
-    ctx: zmq.Context[zmq.Socket[bytes]],
-    endpoints: Endpoints,
-    mode: str,
-    bind: bool,
-    topics: Iterable[bytes],
-    curve: CurveKeys | None = None,
-    before_attach: Callable[[zmq.Socket[bytes]], None] | None = None,
-) -> zmq.Socket[bytes]:
-    """Create a SUB or PULL socket attached to every endpoint (a CURVE client if ``curve`` is given).
-
-    ``before_attach(sock)`` runs just before the socket binds or connects (to
-    attach a monitor that must not miss the first handshake).
-    """
-    if mode not in ("sub", "pull"):
-        raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
-    check_not_bound(curve, bind)
-    sock = ctx.socket(zmq.SUB if mode == "sub" else zmq.PULL)
-    try:
-        sock.setsockopt(zmq.RCVHWM, _sockets.DEFAULT_HWM)
-        sock.setsockopt(zmq.MAXMSGSIZE, _sockets.DEFAULT_MAX_MESSAGE)
-        sock.setsockopt(zmq.LINGER, 0)
-        _sockets.tune(sock)
-        if not bind:
-            # No heartbeats of our own: libzmq 4.3.5 aborts the process when a
-            # connecting receiver whose input is stalled on a full queue (a slow
-            # handler) times out its own heartbeat and reconnects (libzmq#3937).
-            # A peer that dies is still noticed at once (its connection resets).
-            sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
-        if curve is not None:
-            curve.apply(sock)
-        if mode == "sub":
-            for topic in topics:
-                sock.setsockopt(zmq.SUBSCRIBE, topic)
-        if before_attach is not None:
-            before_attach(sock)
-        endpoints.attach(sock, bind)
-    except Exception:
-        sock.close(linger=0)
-        raise
-    return sock

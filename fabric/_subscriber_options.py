@@ -323,7 +323,7 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--curve-client-key",), cli={"metavar": "FILE"}, env=ENV_CLIENT_KEY,
     ),
     Option(
-        name="curve_allow_open_key", annotation="bool", default=False, targets=_LISTENER,
+        name="curve_allow_open_key", annotation="bool", default=False, targets=_BOTH,
         help="accept a secret key file that group or others may read",
         expects="true or false",
         convert=_bool,

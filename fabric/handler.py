@@ -20,7 +20,7 @@ from fabric._options import default_service
 from fabric._record import ReceivedRecord
 from fabric._sender import LinkSpec, Sender, merged
 from fabric.codec import Codec, Encoder, ProducerIdentity
-from fabric.topic import make_topic
+from fabric.topic import lead, make_topic
 
 __all__ = ["Mode", "ZmqHandler", "default_service"]
 
@@ -276,7 +276,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
                 # id would hide losses, so continue as a new producer instead.
                 self._new_identity(self.identity.host)
             # [the message's lead: topic and its NUL delimiter, last seq]
-            entry = self._by_topic[topic] = [topic + b"\x00", 0]
+            entry = self._by_topic[topic] = [lead(topic), 0]
         self._topics[key] = entry
         return entry
 

@@ -12,21 +12,17 @@ import sys
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal, cast
-
-import zmq
+from typing import Any, Literal
 
 from fabric import _sockets
-from fabric._intake import Intake, open_socket, sees_whole_stream
+from fabric._receiver import Receiver, configure
 from fabric.codec import Limits
-from fabric.curve import HandshakeWatch, client_keys
-from fabric.discovery import Endpoints, Resolver
+from fabric.discovery import Resolver
 
 __all__ = ["Dispatch", "ZmqListener"]
 
 Dispatch = Literal["handlers", "loggers"]
 
-_POLL_MS = 50
 _FAILURE_KINDS = 100  # distinct (where, exception type) pairs reported; past that, failures are only counted
 _diag = logging.getLogger("logfabric.listener")
 
@@ -60,6 +56,8 @@ class ZmqListener(logging.handlers.QueueListener):
             connect to every address of NAME and re-resolve it every
             ``resolve_interval`` seconds (see :mod:`fabric.discovery`);
             ``resolver(host, port)`` returns addresses (default: getaddrinfo).
+            A re-resolution that fails keeps the current connections and is
+            reported on logger ``logfabric.listener`` (as by :func:`fabric.subscribe`).
         curve_server_key, curve_client_key: paths of the broker's public key
             file and of this subscriber's secret key file, to encrypt and
             authenticate with CurveZMQ (both or neither; default
@@ -107,8 +105,6 @@ class ZmqListener(logging.handlers.QueueListener):
                 "it subscribes over ZeroMQ, so it cannot be a QueueHandler's 'listener' in dictConfig: "
                 "run it in the subscribing process (fabric.ZmqListener or fabric.listen_from_config)"
             )
-        if mode not in ("sub", "pull"):
-            raise ValueError(f"unknown mode {mode!r}: use 'sub' or 'pull'")
         if dispatch not in ("handlers", "loggers"):
             raise ValueError(f"unknown dispatch {dispatch!r}: use 'handlers' or 'loggers'")
         if dispatch == "loggers" and handlers:
@@ -117,24 +113,33 @@ class ZmqListener(logging.handlers.QueueListener):
                 "never be called: attach them to loggers, or use dispatch='handlers'"
             )
         self.endpoints = _sockets.endpoint_list(endpoints)
-        self._endpoints = Endpoints(self.endpoints, resolver, resolve_interval)
         self.mode = mode
         self.bind = bind
         self.dispatch = dispatch
-        self.intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
+        setup = configure(
+            self.endpoints,
+            mode=mode,
+            bind=bind,
+            level=level,
+            loggers=loggers,
+            services=services,
+            limits=limits,
+            resolver=resolver,
+            resolve_interval=resolve_interval,
+            curve_server_key=curve_server_key,
+            curve_client_key=curve_client_key,
+            curve_allow_open_key=curve_allow_open_key,
+        )
+        self._endpoints = setup.endpoints
+        self.intake = setup.intake
         self.intake.stats.setdefault("discarded", 0)
-        self.curve = client_keys(curve_server_key, curve_client_key, allow_open_key=curve_allow_open_key)
+        self.curve = setup.curve
         # The socket is the queue: dequeue() reads it, so the stdlib's queue stays unused.
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]
-        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._sock: zmq.Socket[bytes] | None = None
-        self._watch: HandshakeWatch | None = None
-        self._count = 0
-        self._stopping = False
+        self._rx = Receiver(self._endpoints, self.intake, mode, bind, self.curve)
         self._left: float | None = None  # messages stop() may still read; set when the thread starts draining
         self._handle_until = math.inf  # after this (monotonic) time, stop() counts messages instead
         self._reported: set[tuple[str, type[BaseException]]] = set()
-        self._refresh_warned = 0.0
 
     @property
     def stats(self) -> dict[str, int]:
@@ -154,31 +159,10 @@ class ZmqListener(logging.handlers.QueueListener):
 
     def start(self) -> None:
         """Open the socket (raising a clear error for a bad endpoint) and start the thread."""
-        if self._sock is not None:
+        if self._rx.sock is not None:
             raise RuntimeError("this ZmqListener is already started; stop() it first")
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        keys = self.curve
-
-        def watch(sock: zmq.Socket[bytes]) -> None:  # a refused CURVE handshake is reported, not silent
-            if keys is not None:
-                self._watch = HandshakeWatch(sock, keys)
-
-        try:
-            sock = open_socket(
-                ctx,
-                self._endpoints,
-                self.mode,
-                self.bind,
-                self.intake.subscriptions(),
-                curve=keys,
-                before_attach=watch,
-            )
-        except Exception:
-            self._close_watch()
-            ctx.term()
-            raise
-        self._ctx, self._sock = ctx, sock
-        self._stopping, self._left, self._handle_until = False, None, math.inf
+        self._rx.open()
+        self._left, self._handle_until = None, math.inf
         super().start()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -194,18 +178,13 @@ class ZmqListener(logging.handlers.QueueListener):
         it is read without being handled and counted in ``stats["discarded"]``
         (and reported on logger ``logfabric.listener``).
         """
-        if self._sock is None:
+        if self._rx.sock is None:
             return
         if timeout is not None:
             self._handle_until = time.monotonic() + max(0.0, timeout)
         discarded = self.stats["discarded"]
         super().stop()  # enqueue_sentinel(), then wait for the thread to drain and end
-        self._close_watch()
-        self._sock.close(linger=0)
-        self._sock = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
+        self._rx.close()
         discarded = self.stats["discarded"] - discarded
         if discarded:
             _diag.warning(
@@ -216,7 +195,7 @@ class ZmqListener(logging.handlers.QueueListener):
 
     def __enter__(self) -> ZmqListener:
         """Start the listener unless it already runs (as one from ``listen_from_config`` does)."""
-        if self._sock is None:
+        if self._rx.sock is None:
             self.start()
         return self
 
@@ -228,11 +207,6 @@ class ZmqListener(logging.handlers.QueueListener):
     ) -> None:
         self.stop()
 
-    def _close_watch(self) -> None:
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
-
     # ------------------------------------------------------------------ QueueListener seams
 
     def enqueue_sentinel(self) -> None:
@@ -241,7 +215,7 @@ class ZmqListener(logging.handlers.QueueListener):
         Only the listener thread touches the socket, so this sets a flag the
         thread sees within 50 ms.
         """
-        self._stopping = True
+        self._rx.interrupted = True
 
     def dequeue(self, block: bool) -> Any:
         """Return the next raw message (a list of frames) from the socket.
@@ -249,21 +223,14 @@ class ZmqListener(logging.handlers.QueueListener):
         Raises ``queue.Empty`` when nothing is waiting and ``block`` is false,
         and once :meth:`stop` has drained the socket, which ends the thread.
         """
-        sock = self._sock
-        assert sock is not None, "dequeue() runs only while the listener is started"
-        while True:
-            if self._stopping:
-                return self._drain(sock)
-            self._count += 1
-            if self._count & 1023 == 0:  # now and then, even while records never stop coming
-                self._housekeeping(sock)
-            try:
-                return sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                if not block:
-                    raise queue.Empty from None
-                self._housekeeping(sock)
-                sock.poll(_POLL_MS)
+        rx = self._rx
+        while not rx.interrupted:
+            frames = rx.receive(None if block else 0.0)
+            if frames is not None:
+                return frames
+            if not block:
+                raise queue.Empty
+        return self._drain()
 
     def handle(self, record: Any) -> None:
         """Rehydrate one raw message and dispatch what it yields; never raises.
@@ -302,13 +269,13 @@ class ZmqListener(logging.handlers.QueueListener):
 
     # ------------------------------------------------------------------ internals (listener thread)
 
-    def _drain(self, sock: zmq.Socket[bytes]) -> list[bytes]:
+    def _drain(self) -> list[bytes]:
+        rx = self._rx
         if self._left is None:
-            self._left = self._detach(sock)
+            self._left = rx.detach()
         while self._left >= 1:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            frames = rx.take()
+            if frames is None:
                 break
             self._left -= 1
             if time.monotonic() < self._handle_until:
@@ -316,46 +283,6 @@ class ZmqListener(logging.handlers.QueueListener):
             self.stats["discarded"] += 1
         self._left = 0.0  # the thread ends; a later dequeue() finds nothing more to drain
         raise queue.Empty  # QueueListener's thread ends on Empty
-
-    def _detach(self, sock: zmq.Socket[bytes]) -> float:
-        """Stop new arrivals where libzmq keeps what is queued; return how many messages may still be read.
-
-        Unbinding a tcp/ipc endpoint ends its connections but delivers what
-        they queued. Disconnecting would drop a connection's queue, so a
-        connected (or inproc) endpoint stays attached and gives at most one full
-        queue; an inproc queue holds both sides' high-water marks.
-        """
-        queues = 0
-        if self.bind:
-            for endpoint in self._endpoints.bound:
-                if endpoint.startswith(("tcp://", "ipc://")):
-                    try:
-                        sock.unbind(endpoint)
-                        continue
-                    except zmq.ZMQError:
-                        pass
-                queues += 2 if endpoint.startswith("inproc://") else 1
-        else:
-            for endpoint in (*self._endpoints.plain, *self._endpoints.connected):
-                queues += 2 if endpoint.startswith("inproc://") else 1
-        if not queues:
-            return math.inf  # nothing new can arrive: read until the socket is empty
-        hwm = cast(int, sock.getsockopt(zmq.RCVHWM))
-        return math.inf if hwm <= 0 else float(queues * hwm)
-
-    def _housekeeping(self, sock: zmq.Socket[bytes]) -> None:
-        """Re-resolve ``dns+tcp://`` names when due and report refused CURVE handshakes."""
-        if self._watch is not None:
-            self._watch.check()
-        if time.monotonic() < self._endpoints.next_refresh:
-            return
-        try:
-            self._endpoints.refresh(sock)
-        except Exception as exc:  # a resolver or an address that fails must not end the thread
-            now = time.monotonic()
-            if now - self._refresh_warned >= 10.0:
-                self._refresh_warned = now
-                _diag.warning("re-resolving the endpoints failed (keeping the current connections): %r", exc)
 
     def _failed(self, where: str, exc: BaseException) -> None:
         """Count a local failure; say it once per (where, exception type)."""

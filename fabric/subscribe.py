@@ -12,9 +12,10 @@ from typing import Literal
 import zmq
 
 from fabric import _sockets
-from fabric._intake import GapNotice, Intake, open_socket, sees_whole_stream
+from fabric._intake import GapNotice, Intake
+from fabric._receiver import Receiver, configure
 from fabric.codec import Limits
-from fabric.curve import CurveKeys, HandshakeWatch, client_keys
+from fabric.curve import CurveKeys
 from fabric.discovery import Endpoints, Resolver
 
 __all__ = ["GapNotice", "Subscription", "subscribe"]
@@ -34,10 +35,13 @@ def subscribe(
     resolve_interval: float = 10.0,
     curve_server_key: str | os.PathLike[str] | None = None,
     curve_client_key: str | os.PathLike[str] | None = None,
+    curve_allow_open_key: bool = False,
 ) -> Subscription:
     """Return an iterator of remote records as :class:`logging.LogRecord` objects.
 
-    Filtering and safety are those of :class:`fabric.ZmqListener`. Gap notices
+    Filtering and safety are those of :class:`fabric.ZmqListener`, and so are
+    the options (but the listener's handler and dispatch options): the socket,
+    the filter, ``limits``, ``dns+tcp://`` resolution and CurveZMQ. Gap notices
     come in line, before the record that revealed the loss, for the streams the
     filter wants; they are :class:`GapNotice` instances (logger
     ``logfabric.gaps``), which a remote record can never be, so test with
@@ -46,11 +50,14 @@ def subscribe(
     a bad endpoint raises at once; it closes when iteration ends, on
     :meth:`Subscription.close`, or at the end of a ``with`` block.
     ``dns+tcp://NAME:PORT`` endpoints connect to every address of NAME (all
-    brokers behind a headless Service) and follow it as it changes.
+    brokers behind a headless Service) and follow it as it changes; a
+    re-resolution that fails keeps the current connections and is reported on
+    logger ``logfabric.listener``, never raised into the loop.
     ``curve_server_key`` and ``curve_client_key`` (default
     ``$LOGFABRIC_CURVE_SERVER_KEY`` and ``$LOGFABRIC_CURVE_CLIENT_KEY``) are the
     paths of the broker's public key file and this subscriber's secret key
-    file, for CurveZMQ (see :class:`fabric.ZmqListener`).
+    file, for CurveZMQ; ``curve_allow_open_key`` accepts a secret key file that
+    group or others may read (see :class:`fabric.ZmqListener`).
 
     Example::
 
@@ -58,10 +65,21 @@ def subscribe(
             for record in records:
                 print(record.service, record.levelname, record.getMessage())
     """
-    checked = Endpoints(_sockets.endpoint_list(endpoints), resolver, resolve_interval)
-    keys = client_keys(curve_server_key, curve_client_key)
-    intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
-    return Subscription(checked, intake, mode, bind, timeout, curve=keys)
+    setup = configure(
+        _sockets.endpoint_list(endpoints),
+        mode=mode,
+        bind=bind,
+        level=level,
+        loggers=loggers,
+        services=services,
+        limits=limits,
+        resolver=resolver,
+        resolve_interval=resolve_interval,
+        curve_server_key=curve_server_key,
+        curve_client_key=curve_client_key,
+        curve_allow_open_key=curve_allow_open_key,
+    )
+    return Subscription(setup.endpoints, setup.intake, mode, bind, timeout, curve=setup.curve)
 
 
 class Subscription(Iterator[logging.LogRecord]):
@@ -77,26 +95,10 @@ class Subscription(Iterator[logging.LogRecord]):
         curve: CurveKeys | None = None,
     ) -> None:
         self.intake = intake
-        self._endpoints = endpoints
         self.timeout = timeout
-        self._sock: zmq.Socket[bytes] | None = None  # close() and __del__ work even if opening fails
-        self._watch: HandshakeWatch | None = None
-        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-
-        def watch(sock: zmq.Socket[bytes]) -> None:  # a refused CURVE handshake is reported, not silent
-            if curve is not None:
-                self._watch = HandshakeWatch(sock, curve)
-
-        try:
-            self._sock = open_socket(
-                self._ctx, endpoints, mode, bind, intake.subscriptions(), curve=curve, before_attach=watch
-            )
-        except Exception:
-            if self._watch is not None:
-                self._watch.close()
-            self._ctx.term()
-            raise
         self._ready: deque[logging.LogRecord] = deque()
+        self._rx = Receiver(endpoints, intake, mode, bind, curve)  # close() and __del__ work even if opening fails
+        self._rx.open()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -106,42 +108,31 @@ class Subscription(Iterator[logging.LogRecord]):
     @property
     def bound(self) -> list[str]:
         """With ``bind=True``: the endpoints bound, ``*`` ports resolved."""
-        return list(self._endpoints.bound)
+        return list(self._rx.endpoints.bound)
+
+    @property
+    def _sock(self) -> zmq.Socket[bytes] | None:
+        """The socket while the subscription is open."""
+        return self._rx.sock
 
     def __next__(self) -> logging.LogRecord:
-        idle_since = time.monotonic()
-        while not self._ready:
-            sock = self._sock
-            if sock is None:
-                raise StopIteration
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                if time.monotonic() >= self._endpoints.next_refresh:
-                    self._endpoints.refresh(sock)
-                if self._watch is not None:
-                    self._watch.check()
-                if self.timeout is None:
-                    sock.poll(100)
-                    continue
-                left = self.timeout - (time.monotonic() - idle_since)
-                if left <= 0:
+        ready = self._ready
+        if not ready:
+            rx = self._rx
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            while not ready:
+                if rx.sock is None:
+                    raise StopIteration
+                frames = rx.receive(None if deadline is None else deadline - time.monotonic())
+                if frames is None:  # nothing for timeout seconds
                     self.close()
-                    raise StopIteration from None
-                sock.poll(max(1, int(min(left, 0.1) * 1000)))
-                continue
-            self._ready.extend(self.intake.receive(frames))
-        return self._ready.popleft()
+                    raise StopIteration
+                ready.extend(self.intake.receive(frames))
+        return ready.popleft()
 
     def close(self) -> None:
         """Close the socket; iteration then ends."""
-        if self._sock is not None:
-            if self._watch is not None:
-                self._watch.close()
-                self._watch = None
-            self._sock.close(linger=0)
-            self._ctx.term()
-            self._sock = None
+        self._rx.close()
 
     def __enter__(self) -> Subscription:
         return self
@@ -150,4 +141,6 @@ class Subscription(Iterator[logging.LogRecord]):
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        rx = getattr(self, "_rx", None)
+        if rx is not None:
+            rx.close()

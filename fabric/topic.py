@@ -13,6 +13,12 @@ the codec writes it into the payload, so the topic always follows from the
 record. A topic is at most :data:`MAX_TOPIC` bytes. See ``docs/topics.md`` for
 the full grammar and examples.
 
+A message is one frame, ``topic NUL payload``. This module is the one place
+that knows that framing: a producer puts :func:`lead` (``topic NUL``, made once
+per topic) before each payload, and a receiver splits a frame with
+:func:`split_message`, which refuses a frame whose topic ends past
+:data:`MAX_TOPIC` bytes.
+
 A filter subscribes to the cross product of:
 
 * every bucket that can hold a level ``>= level`` (exact filtering of levels that
@@ -33,6 +39,7 @@ __all__ = [
     "MAX_TOPIC",
     "bucket",
     "join_message",
+    "lead",
     "level_buckets",
     "make_topic",
     "matches",
@@ -47,6 +54,8 @@ _BUCKETS = tuple(bytes([_DIGITS[min(n // 10, 9)]]) for n in range(100))
 #: 4,094 bytes of logger and service names together. A subscription is a topic
 #: prefix, so none needs more (a subscription message is one flag byte more).
 MAX_TOPIC = 4096
+# split_message's search bound: a topic of MAX_TOPIC bytes puts its terminating NUL at offset MAX_TOPIC.
+_BOUND = MAX_TOPIC + 1
 
 
 def bucket(levelno: int) -> bytes:
@@ -67,21 +76,44 @@ def make_topic(levelno: int, name: str, service: str) -> bytes:
     return b"%s%s\x00%s" % (bucket(levelno), _clean(name), _clean(service))
 
 
+def lead(topic: bytes) -> bytes:
+    """Return what comes before the payload in a message of ``topic``: ``topic NUL``."""
+    return topic + b"\x00"
+
+
 def join_message(topic: bytes, payload: bytes) -> bytes:
     """Build the one-frame message ``topic NUL payload`` that producers send."""
     return topic + b"\x00" + payload
 
 
 def split_message(frame: bytes) -> tuple[bytes, bytes]:
-    """Split a one-frame message into ``(topic, payload)``; ValueError if it has no delimiter.
+    """Split a one-frame message into ``(topic, payload)``; ValueError, saying why, if it is not one.
 
     A topic holds exactly one NUL (between logger and service; NULs inside the
-    names are replaced), so the payload starts after the second NUL.
+    names are replaced), so the payload starts after the second NUL, which must
+    come within the first ``MAX_TOPIC + 1`` bytes: a frame without it (empty, no
+    NUL, one NUL, or a topic over :data:`MAX_TOPIC` bytes) is malformed. The
+    search stops at that bound, so a frame of megabytes costs no more to refuse.
     """
-    end = frame.find(b"\x00", frame.find(b"\x00") + 1)
+    # No first NUL (-1) makes the second search cover the bound, which then holds none;
+    # a first NUL at the bound leaves the second search an empty range.
+    end = frame.find(b"\x00", frame.find(b"\x00", 0, _BOUND) + 1, _BOUND)
     if end < 0:
-        raise ValueError("no topic delimiter: expected topic NUL payload")
+        raise ValueError(_not_a_message(frame))
     return frame[:end], frame[end + 1 :]
+
+
+def _not_a_message(frame: bytes) -> str:
+    """Why :func:`split_message` refused ``frame`` (it looks no further than the bound either)."""
+    if not frame:
+        why = ": an empty frame"
+    elif len(frame) >= _BOUND:
+        why = f" in the first {_BOUND} bytes: a topic over {MAX_TOPIC} bytes, or none"
+    elif b"\x00" in frame:
+        why = ": one NUL (the topic's own) in the frame"
+    else:
+        why = ": no NUL in the frame"
+    return f"no topic delimiter{why}; expected one frame, topic NUL payload, with a topic of at most {MAX_TOPIC} bytes"
 
 
 def level_buckets(level: int | None) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""What a hostile peer can do to a receiver's topics, gap table, sequence tracking and notices.
+"""What a hostile peer can do to a receiver's framing, topics, gap table, sequence tracking and notices.
 
 Real sockets over 127.0.0.1: a pull ``ZmqListener`` that binds, real
 ``ZmqHandler`` producers, and raw PUSH sockets for the forged messages. A
@@ -23,7 +23,7 @@ import fabric
 from fabric._intake import REORDER_WINDOW, GapNotice, Intake
 from fabric._record import ReceivedRecord
 from fabric.codec import Encoder, ProducerIdentity
-from fabric.topic import MAX_TOPIC, join_message, make_topic
+from fabric.topic import MAX_TOPIC, join_message, lead, make_topic
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,6 +74,78 @@ def pull(endpoint: str, make_listener: Callable[..., fabric.ZmqListener]) -> Cal
 def handled(listener: fabric.ZmqListener) -> int:
     s = listener.stats
     return s["received"] + s["malformed"] + s["filtered"]
+
+
+def hostile_frames() -> dict[str, list[bytes]]:
+    """Messages that are not ``topic NUL payload`` in one frame, by what is wrong with them."""
+    valid = forged(ProducerIdentity("hostile", "h", 1, 10), "app", 1)
+    topic, payload = valid.split(b"\x00", 1)[0], valid.split(b"\x00", 2)[2]
+    return {
+        "no frame": [],
+        "an empty frame": [b""],
+        "no NUL": [b"2app svc " + payload.replace(b"\x00", b"?")],
+        "one NUL": [b"2app\x00svc"],
+        "a topic one byte over the bound": [lead(make_topic(logging.INFO, "n" * (MAX_TOPIC - 4), "svc")) + payload],
+        "a lone NUL at the bound": [b"2" + b"n" * (MAX_TOPIC - 1) + b"\x00" + payload],
+        "a megabyte without NUL": [b"x" * 1_000_000],
+        "two frames": [topic, payload],
+        "two empty frames": [b"", b""],
+    }
+
+
+class TestFrames:
+    """A message that is not one frame of ``topic NUL payload`` is counted malformed and skipped, never fatal."""
+
+    def test_every_shape_is_counted_and_the_next_record_still_arrives(self, caplog: pytest.LogCaptureFixture):
+        """Each hostile shape counts once in malformed, yields nothing and raises nothing; then a record decodes."""
+        caplog.set_level(logging.WARNING, logger="logfabric.listener")
+        intake = Intake()
+        shapes = hostile_frames()
+        for name, frames in shapes.items():
+            assert intake.receive(frames) == [], name
+        [record] = intake.receive([forged(ProducerIdentity("ok", "h", 1, 13), "app", 1, msg="after")])
+        assert record.msg == "after"
+        assert intake.stats["malformed"] == len(shapes) and intake.stats["received"] == 1, intake.stats
+        said = [r.getMessage() for r in caplog.records if r.name == "logfabric.listener"]
+        assert len(said) == 1 and "expected 1 frame (topic NUL payload), got 0" in said[0], said
+
+    @pytest.mark.parametrize(
+        ("shape", "reason"),
+        [
+            ("an empty frame", "no topic delimiter: an empty frame"),
+            ("no NUL", "no topic delimiter: no NUL in the frame"),
+            ("a topic one byte over the bound", f"a topic over {MAX_TOPIC} bytes"),
+            ("a megabyte without NUL", f"no topic delimiter in the first {MAX_TOPIC + 1} bytes"),
+            ("two frames", "expected 1 frame (topic NUL payload), got 2"),
+        ],
+    )
+    def test_the_warning_says_what_was_wrong(self, shape: str, reason: str, caplog: pytest.LogCaptureFixture):
+        """The (rate-limited) warning about a malformed message names its fault."""
+        caplog.set_level(logging.WARNING, logger="logfabric.listener")
+        Intake().receive(hostile_frames()[shape])
+        [said] = [r.getMessage() for r in caplog.records if r.name == "logfabric.listener"]
+        assert reason in said, said
+
+    def test_a_listener_and_a_subscription_count_the_same(
+        self, make_listener, make_subscription, raw_push, free_port, wait_until
+    ):
+        """The same hostile messages over real sockets, then a valid one: both receivers end with equal counts."""
+        shapes = [frames for frames in hostile_frames().values() if frames]  # zmq sends no message of no frame
+        sentinel = [forged(ProducerIdentity("ok", "h", 1, 14), "app", 1, msg="sentinel")]
+        listening, subscribing = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+        notices = Notices("app")
+        listener = make_listener(listening, notices, mode="pull", bind=True)
+        records = make_subscription(subscribing, mode="pull", bind=True, timeout=10.0)
+        for endpoint in (listening, subscribing):
+            sock = raw_push(endpoint)
+            for frames in [*shapes, sentinel]:
+                sock.send_multipart(frames)
+        assert next(records).msg == "sentinel"  # what came before it yielded nothing
+        assert wait_until(lambda: handled(listener) == len(shapes) + 1, timeout=10), listener.stats
+        assert [r.msg for r in notices.kept] == ["sentinel"]
+        assert listener._thread is not None and listener._thread.is_alive()
+        counted = {key: value for key, value in listener.stats.items() if key != "discarded"}
+        assert counted == records.stats and records.stats["malformed"] == len(shapes), (counted, records.stats)
 
 
 class TestTopics:

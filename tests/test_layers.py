@@ -1,4 +1,5 @@
-"""The layers: the client library (fabric) never imports the broker, and the broker's modules form no cycle."""
+"""The layers: the client library (fabric) never imports the broker, ``import fabric`` loads no command,
+and the broker's modules form no cycle."""
 
 from __future__ import annotations
 
@@ -43,6 +44,31 @@ def test_no_fabric_module_imports_the_broker() -> None:
     seen = json.loads(result.stdout)
     assert [m for m in seen["modules"] if m == "broker" or m.startswith("broker.")] == []
     assert "fabric.cli" in seen["modules"]
+
+
+def test_import_fabric_loads_no_command_module() -> None:
+    """``import fabric`` in a fresh interpreter loads neither fabric.tail nor the other commands' modules."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import fabric, json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert "fabric.listener" in loaded
+    assert loaded & {"fabric.tail", "fabric.export", "fabric.cli", "fabric.otlp"} == set()
+
+
+def test_safe_formatter_is_one_class_under_both_names() -> None:
+    """fabric.SafeFormatter and fabric.tail.SafeFormatter (and escape) are the same objects."""
+    import fabric
+    import fabric._safe_format
+    import fabric.tail
+
+    assert fabric.SafeFormatter is fabric.tail.SafeFormatter is fabric._safe_format.SafeFormatter
+    assert fabric.tail.escape is fabric._safe_format.escape
 
 
 def test_fabric_source_names_no_broker_import() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -256,7 +258,7 @@ class TestGaps:
             log.info("while absent %d", i)
         dropped = handler.stats["dropped"]
         assert dropped > 100, handler.stats
-        queued = handler.stats["sent"]
+        queued = handler.stats["sent"] + handler.stats.get("queued", 0)  # in the socket, or still in the handler
         listener = make_listener(endpoint, capture, mode="pull", bind=True)
         assert capture.wait_for(queued, timeout=10), f"{len(capture)} of {queued} queued records arrived"
         log.info("after the listener started")
@@ -494,3 +496,48 @@ class TestBoundEndpoints:
         with fabric.subscribe("tcp://127.0.0.1:*", mode="pull", bind=True, timeout=0.1) as records:
             (endpoint,) = records.bound
             assert not endpoint.endswith(":*")
+
+
+class TestResolverFailures:
+    """A dns+tcp:// name that fails to re-resolve keeps the listener's connection; its thread never ends for it."""
+
+    @pytest.mark.parametrize(
+        ("failure", "logger"),
+        [
+            pytest.param([42], "logfabric.listener", id="returns-a-number"),
+            pytest.param(["127.0.0.1", None], "logfabric.listener", id="returns-none-among-addresses"),
+            pytest.param(socket.gaierror(-2, "Name or service not known"), "logfabric.discovery", id="name-not-found"),
+        ],
+    )
+    def test_records_keep_arriving_and_the_failure_is_reported(
+        self, failure: Any, logger: str, make_handler, make_logger, capture, free_port, wait_until, caplog
+    ):
+        """The resolver fails at every refresh after the first: records still arrive, the failure is said."""
+        caplog.set_level(logging.WARNING, logger=logger)
+        calls: list[str] = []
+
+        def resolver(host: str, port: int) -> list[Any]:
+            calls.append(host)
+            if len(calls) == 1:
+                return ["127.0.0.1"]
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+
+        port = free_port()
+        log = make_logger(None, make_handler(f"tcp://127.0.0.1:{port}", bind=True, send_timeout=5.0))
+        listener = fabric.ZmqListener(
+            f"dns+tcp://logs.example:{port}", capture, mode="pull", resolver=resolver, resolve_interval=0.01
+        )
+        with listener:
+            log.info("first")
+            assert capture.wait_for(1)
+            assert wait_until(lambda: len(calls) > 3, timeout=5), "the listener stopped re-resolving"
+            log.info("after the resolver failed")
+            assert capture.wait_for(2), "the connection was not kept"
+            assert listener._thread is not None and listener._thread.is_alive()
+        said = [r.getMessage() for r in caplog.records if r.name == logger]
+        assert said and all("keeping the current connections" in m for m in said), said
+        if logger == "logfabric.listener":  # its own report is said at most every 10 s
+            assert len(said) == 1, said
+        assert listener.stats["errors"] == 0, listener.stats

@@ -1,4 +1,4 @@
-"""Unit tests for fabric.topic: topic bytes, SUB prefixes and the exact filter."""
+"""Unit tests for fabric.topic: topic bytes, the message framing, SUB prefixes and the exact filter."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fabric import codec
-from fabric.topic import MAX_TOPIC, bucket, level_buckets, make_topic, matches, subscriptions
+from fabric.topic import (
+    MAX_TOPIC,
+    bucket,
+    join_message,
+    lead,
+    level_buckets,
+    make_topic,
+    matches,
+    split_message,
+    subscriptions,
+)
 
 ALL_BUCKETS = [str(d).encode() for d in range(10)]
 IDENTITY = codec.ProducerIdentity("svc", "host", 1, 7)
@@ -213,6 +223,73 @@ class TestTopicLength:
         """A prefix of exactly MAX_TOPIC bytes is still a valid subscription."""
         subs = subscriptions(level=50, loggers=["a" * 4093], services=["s"])
         assert max(len(p) for p in subs) == MAX_TOPIC
+
+
+class TestFraming:
+    """A message is one frame, ``topic NUL payload``; lead() and split_message() are its two ends."""
+
+    def test_lead_is_the_topic_and_its_delimiter(self) -> None:
+        """lead(topic) + payload is the message join_message builds, and split_message takes it apart again."""
+        topic = make_topic(logging.WARNING, "app.db", "checkout")
+        assert lead(topic) == b"3app.db\x00checkout\x00"
+        for payload in (b"", b"\x01body", b"\x00\x00nuls inside"):
+            assert lead(topic) + payload == join_message(topic, payload)
+            assert split_message(lead(topic) + payload) == (topic, payload)
+
+    def test_a_topic_of_exactly_max_topic_bytes_splits(self) -> None:
+        """The longest topic a producer can make is split back whole, its NUL at offset MAX_TOPIC."""
+        topic = make_topic(20, "a" * 4000, "s" * 94)
+        assert len(topic) == MAX_TOPIC
+        assert split_message(lead(topic) + b"payload") == (topic, b"payload")
+
+    @pytest.mark.parametrize(
+        ("frame", "why"),
+        [
+            pytest.param(b"", "no topic delimiter: an empty frame", id="empty"),
+            pytest.param(b"no delimiter", "no topic delimiter: no NUL in the frame", id="no-nul"),
+            pytest.param(b"2app\x00svc", "no topic delimiter: one NUL (the topic's own)", id="one-nul"),
+            pytest.param(
+                b"2" + b"a" * MAX_TOPIC + b"\x00svc\x00payload",
+                f"no topic delimiter in the first {MAX_TOPIC + 1} bytes: a topic over {MAX_TOPIC} bytes",
+                id="topic-over-the-bound",
+            ),
+            pytest.param(
+                b"a" * MAX_TOPIC + b"\x00payload",
+                f"in the first {MAX_TOPIC + 1} bytes",
+                id="lone-nul-at-the-bound",
+            ),
+            pytest.param(b"x" * 1_000_000, f"in the first {MAX_TOPIC + 1} bytes", id="a-megabyte-without-nul"),
+        ],
+    )
+    def test_a_frame_that_is_not_a_message_is_refused_with_its_reason(self, frame: bytes, why: str) -> None:
+        """Empty, no NUL, one NUL, or the topic's end past MAX_TOPIC bytes: a ValueError saying which."""
+        with pytest.raises(ValueError) as caught:
+            split_message(frame)
+        assert why in str(caught.value)
+        assert f"with a topic of at most {MAX_TOPIC} bytes" in str(caught.value)
+
+    @given(
+        logger=st.sampled_from([0, 1, MAX_TOPIC - 2, MAX_TOPIC - 1, MAX_TOPIC, MAX_TOPIC + 1])
+        | st.integers(0, MAX_TOPIC + 2),
+        service=st.sampled_from([0, 1, 2]) | st.integers(0, MAX_TOPIC + 2),
+        nuls=st.integers(0, 2),
+        payload=st.binary(max_size=20),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_split_agrees_with_the_grammar_around_the_bound(
+        self, logger: int, service: int, nuls: int, payload: bytes
+    ) -> None:
+        """A frame splits exactly when its second NUL ends a topic of at most MAX_TOPIC bytes."""
+        frame = b"l" * logger + b"\x00" * (nuls >= 1) + b"s" * service + b"\x00" * (nuls >= 2) + payload
+        pieces = frame.split(b"\x00", 2)
+        fits = len(pieces) == 3 and len(pieces[0]) + 1 + len(pieces[1]) <= MAX_TOPIC
+        if not fits:
+            with pytest.raises(ValueError, match="no topic delimiter"):
+                split_message(frame)
+            return
+        topic, rest = split_message(frame)
+        assert (topic, rest) == (pieces[0] + b"\x00" + pieces[1], pieces[2])
+        assert lead(topic) + rest == frame
 
 
 class TestMatches:
