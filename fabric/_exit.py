@@ -32,11 +32,20 @@ from typing import Any, Protocol
 
 from fabric import _fork
 
-__all__ = ["arm_signals", "by_logging_shutdown", "exiting", "flush_all", "mark_exiting", "rejoin_shutdown"]
+__all__ = [
+    "arm_signals",
+    "by_logging_shutdown",
+    "close_deadline",
+    "exiting",
+    "flush_all",
+    "mark_exiting",
+    "rejoin_shutdown",
+]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _LOGGING_FILE = logging.__file__
 _state = {"exiting": False}
+_deadline: dict[str, float] = {}
 
 
 class _Flushable(Protocol):
@@ -52,8 +61,24 @@ def exiting() -> bool:
 
 
 def mark_exiting() -> None:
-    """Note that the process is exiting: closed handlers stay closed from now on."""
+    """Note that the process is exiting: closed handlers stay closed from now on.
+
+    Also fixes when exit's waiting ends: ``linger`` after now (the largest
+    ``linger`` of this process's handlers), however many handlers
+    ``logging.shutdown()`` then closes one after another.
+    """
+    if not _state["exiting"]:
+        lingers = [getattr(h, "linger", 0.0) for h in _fork.live()]
+        _deadline["exit"] = time.monotonic() + max(lingers, default=0.0)
     _state["exiting"] = True
+
+
+def close_deadline(linger: float) -> float:
+    """When a handler closing now must stop waiting: ``linger`` from now, or exit's deadline if earlier."""
+    deadline = time.monotonic() + linger
+    if _state["exiting"]:
+        deadline = min(deadline, _deadline.get("exit", deadline))
+    return deadline
 
 
 atexit.register(mark_exiting)

@@ -19,6 +19,7 @@ without a wake-up.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -67,6 +68,8 @@ class _Request:
 
     close: bool
     deadline: float
+    release: bool = False
+    """A close asked because the handler was garbage-collected."""
     done: threading.Event = field(default_factory=threading.Event)
     delivered: bool = False
 
@@ -103,7 +106,9 @@ class Sender:
         """The sender thread's ``threading.get_ident()`` once it runs (0: none yet)."""
         self._requests: deque[_Request] = deque()
         self._sent_at_open = 0
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_r = self._wake_w = -1  # the wake-up pipe, open while a thread may run
+        self._pid = os.getpid()
+        self._starting = False
         self._poller: zmq.Poller | None = None
         self._poller_link: Link | None = None
 
@@ -119,12 +124,26 @@ class Sender:
         return self.ident == threading.get_ident()
 
     def start(self) -> None:
-        """Open the link (in the calling thread, so its errors reach the caller) and start the thread."""
-        if self.link is None:
-            self._open()
-        self.idle = False  # the new thread looks at the queue before it first sleeps
-        self.thread = threading.Thread(target=self._run, name="logfabric-sender", daemon=True)
-        self.thread.start()
+        """Open the link (in the calling thread, so its errors reach the caller) and start the thread.
+
+        A signal handler that logs while this runs finds it starting and leaves
+        it to finish: one thread, never two.
+        """
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            if self.link is None:
+                self._open()
+            if self._wake_r < 0:
+                self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                self._poller = None
+            self.idle = False  # the new thread looks at the queue before it first sleeps
+            thread = threading.Thread(target=self._run, name="logfabric-sender", daemon=True)
+            thread.start()
+            self.thread = thread
+        finally:
+            self._starting = False
 
     def kick(self) -> None:
         """Wake the sender thread, or start a new one if it died.
@@ -140,8 +159,9 @@ class Sender:
 
     def wake(self) -> None:
         """Wake the sender thread (a write to its pipe; a full pipe already wakes it)."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"\x00")
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"\x00")
 
     def finish(self, deadline: float, close: bool) -> bool:
         """Have the thread send everything queued until ``deadline``, then (``close``) close the link and end.
@@ -163,19 +183,27 @@ class Sender:
             return False
         if close and self.thread is not None:
             self.thread.join(0.5)
+            if not self.thread.is_alive():
+                self._close_pipe()
         return request.delivered
 
     def release(self) -> None:
-        """Ask the thread to send what is queued (within ``linger``), close the link and end; do not wait."""
+        """Ask the thread to send what is queued (within ``linger``), close the link and end; do not wait.
+
+        Called when the handler is garbage-collected, in the process that made
+        this sender only: a forked child leaves its parent's zmq objects alone.
+        """
+        if self._pid != os.getpid():
+            return
         if self.running:
-            self._requests.append(_Request(True, time.monotonic() + self.spec.linger))
+            self._requests.append(_Request(True, time.monotonic() + self.spec.linger, release=True))
             self.wake()
+        else:
+            self._abandon()
 
     def forget(self) -> list[tuple[object, object]]:
         """In a forked child: the parent's zmq objects to set aside; the pipe is closed."""
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._close_pipe()
         return self.link.inherited() if self.link is not None else []
 
     # ------------------------------------------------------------------ the sender thread
@@ -186,9 +214,10 @@ class Sender:
             self._loop()
         except BaseException:  # reported and counted; the next wake starts a new thread
             self.stats["errors"] += 1
-            print("logfabric: the sender thread failed; a new one starts at the next record", file=sys.stderr)
-            traceback.print_exc()
             self.idle = True
+            if not sys.is_finalizing():  # a daemon thread writing at interpreter shutdown aborts the process
+                print("logfabric: the sender thread failed; a new one starts at the next record", file=sys.stderr)
+                traceback.print_exc()
 
     def _loop(self) -> None:
         queue, requests = self.queue, self._requests
@@ -217,7 +246,17 @@ class Sender:
     def _serve(self, request: _Request) -> bool:
         request.delivered = self._finish(request)
         request.done.set()
+        if request.release:  # the handler is gone: nobody will wake this sender again
+            self._close_pipe()
         return request.close
+
+    def _close_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self._poller = None
 
     def _finish(self, request: _Request) -> bool:
         """Send what is queued until the request's deadline, then drain (flush) or close the link."""
@@ -260,23 +299,23 @@ class Sender:
                     if not self._nap(None, until):
                         return False
                     continue
-            sock, weight, sent, taken = link.sock, 0, 0, 0
-            try:
-                while queue and weight < _SLICE:
-                    message = queue[0]
-                    try:
-                        send(sock, message, zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    queue.popleft()
-                    sent += 1
-                    taken += len(message)
-                    weight += len(message) + _WEIGHT
-            finally:
-                stats["sent"] += sent
-                self.taken_bytes += taken
+            sock, sent, taken = link.sock, 0, 0
+            popleft = queue.popleft
+            # Counted as sent before it leaves the queue: stats read meanwhile from
+            # another thread never miss a record (sent + queued + dropped holds).
+            while queue and taken + sent * _WEIGHT < _SLICE:
+                message = queue[0]
+                try:
+                    send(sock, message, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                stats["sent"] += 1
+                popleft()
+                self.taken_bytes += len(message)
+                sent += 1
+                taken += len(message)
             self._look(link)
-            if weight < _SLICE and queue:  # the socket is full: wait for room
+            if taken + sent * _WEIGHT < _SLICE and queue:  # the socket is full: wait for room
                 if not self._nap(full, until):
                     return False
                 full = min(full * 2, _FULL_MAX)
@@ -336,7 +375,7 @@ class Sender:
                     poller.register(link.sock, zmq.POLLIN)
                 if link.monitor is not None:
                     poller.register(link.monitor, zmq.POLLIN)
-        events = poller.poll(None if timeout is None else int(timeout * 1000))
+        events = poller.poll(None if timeout is None else math.ceil(timeout * 1000))
         if events:
             try:
                 while os.read(self._wake_r, 4096):
@@ -347,7 +386,8 @@ class Sender:
                 self._look(self.link)
 
     def _abandon(self) -> None:
-        """No thread to send: count what is queued as dropped and close the link at once."""
+        """No thread to send: count what is queued as dropped, close the link at once and the pipe."""
+        self._close_pipe()
         self.stats["dropped"] += len(self.queue)
         self.queue.clear()
         link, self.link = self.link, None

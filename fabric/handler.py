@@ -225,6 +225,14 @@ class ZmqHandler(logging.handlers.QueueHandler):
         if self._busy:  # re-entered from a signal handler: the interrupted call queues this after its own
             self._later.append((entry, body, record.levelno))
             return
+        sender = self._sender
+        # Room is made (or waited for) before the record is numbered, so records
+        # are queued in the order of their numbers.
+        room = len(self._queue) < self._room and self._put_bytes - sender.taken_bytes + len(body) <= self._byte_room
+        if not room:
+            room = self._make_room(len(body), self.send_timeout)
+            entry = self._topics.get(key) or self._topic_entry(key)  # a new identity may have come meanwhile
+            sender = self._sender
         self._busy = True
         try:
             # Sequence numbers count per topic: a subscriber receives either every
@@ -233,12 +241,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
             entry[1] = seq
             message = body + self._encoder.tail(seq)
             size = len(message)
-            sender = self._sender
-            if (
-                len(self._queue) < self._room
-                and size <= self.max_message
-                and self._put_bytes - sender.taken_bytes + size <= self._byte_room
-            ):
+            if room and size <= self.max_message:
                 self._queue.append(message)  # the common case
                 self._put_bytes += size
                 if record.levelno >= self._flush_levelno:
@@ -248,7 +251,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
                 elif sender.idle:
                     sender.kick()
             else:
-                self._queue_slowly(message, record.levelno)
+                self._refuse(size)
         finally:
             self._busy = False
         if self._later:
@@ -259,11 +262,20 @@ class ZmqHandler(logging.handlers.QueueHandler):
         later = self._later
         while later and not self._busy:
             entry, body, levelno = later.popleft()
+            room = self._make_room(len(body), 0.0)
             self._busy = True
             try:
                 seq = entry[1] + 1
                 entry[1] = seq
-                self._queue_slowly(body + self._encoder.tail(seq), levelno)
+                message = body + self._encoder.tail(seq)
+                if room and len(message) <= self.max_message:
+                    self._queue.append(message)
+                    self._put_bytes += len(message)
+                    if levelno >= self._flush_levelno:
+                        self._sender.hurry = True
+                    self._sender.kick()
+                else:
+                    self._refuse(len(message))
             finally:
                 self._busy = False
 
@@ -280,36 +292,46 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._topics[key] = entry
         return entry
 
-    def _queue_slowly(self, message: bytes, levelno: int) -> None:
-        """Everything but the common case: oversize, no sender yet, closed, a full queue."""
-        size = len(message)
-        if size > self.max_message:
-            self._counts["oversize"] += 1
-            return
+    def _make_room(self, size: int, wait: float) -> bool:
+        """Whether a message of about ``size`` bytes may be queued: start the sender, make or wait for room.
+
+        While a pub handler waits for its first subscriber the oldest queued
+        records are dropped (counted) to make room; otherwise a call waits up
+        to ``wait`` seconds (``send_timeout``) with the handler's lock released,
+        so other threads' calls wait alongside rather than behind it.
+        """
         if not self._revive():
-            self._counts["dropped"] += 1
-            return
-        sender, queue = self._sender, self._queue
-        if not self._room_for(size):
-            if not sender.ready:  # waiting for a first subscriber: the newest records are kept
-                while queue and not self._room_for(size):
-                    try:
-                        self._put_bytes -= len(queue.popleft())
-                    except IndexError:  # the sender took it meanwhile
-                        break
-                    self._counts["dropped"] += 1
-            elif self.send_timeout > 0:
-                deadline = time.monotonic() + self.send_timeout
-                while not self._room_for(size) and time.monotonic() < deadline:
-                    time.sleep(_ROOM_NAP)
-            if not self._room_for(size):
+            return False
+        if self._room_for(size):
+            return True
+        queue = self._queue
+        if not self._sender.ready:  # waiting for a first subscriber: the newest records are kept
+            while queue and not self._room_for(size):
+                try:
+                    self._put_bytes -= len(queue.popleft())
+                except IndexError:  # the sender took it meanwhile
+                    break
                 self._counts["dropped"] += 1
-                return
-        queue.append(message)
-        self._put_bytes += size
-        if levelno >= self._flush_levelno:
-            sender.hurry = True
-        sender.kick()
+            return self._room_for(size)
+        if wait <= 0:
+            return False
+        deadline = time.monotonic() + wait
+        lock = self.lock
+        try:
+            lock.release()  # type: ignore[union-attr]
+        except RuntimeError:  # emit() called without the lock: nothing to let go
+            lock = None
+        try:
+            while not self._room_for(size) and time.monotonic() < deadline:
+                time.sleep(_ROOM_NAP)
+        finally:
+            if lock is not None:
+                lock.acquire()
+        return self._room_for(size)
+
+    def _refuse(self, size: int) -> None:
+        """Count a numbered record that is not queued: oversize, or no room (closed, full)."""
+        self._counts["oversize" if size > self.max_message else "dropped"] += 1
 
     def _room_for(self, size: int) -> bool:
         return len(self._queue) < self.hwm and self._put_bytes - self._sender.taken_bytes + size <= self._byte_room
@@ -382,18 +404,34 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
         Waits at most ``timeout`` seconds (default: ``linger``), for a pub
         handler's first subscriber too, and returns ``False`` if the wait ran
-        out first (records still waiting for a subscriber stay queued). The
-        handler stays usable: libzmq can only wait for its queue while closing
-        the socket, so the next record opens a new one, with the same producer
-        id and sequences. From ``logging.shutdown()``, which calls
+        out first (records not sent yet stay queued). Logging calls of other
+        threads wait meanwhile. The handler stays usable: libzmq can only wait
+        for its queue while closing the socket, so the next record opens a new
+        one, under a new producer id (as after a fork), so that a receiver
+        still holding the old connection's records never takes the two for
+        one series with gaps. From ``logging.shutdown()``, which calls
         :meth:`close` next, it returns at once.
         """
         if timeout is None and _exit.by_logging_shutdown(sys._getframe(0)):
             return True  # close() comes next and waits for the same records
         wait = self.linger if timeout is None else max(0.0, timeout)
-        if self._closed or self._pid != os.getpid():
-            return True  # nothing of this process is in flight
-        return self._sender.finish(time.monotonic() + wait, close=False)
+        deadline = time.monotonic() + wait
+        if not self.lock.acquire(timeout=wait):  # type: ignore[union-attr]
+            return False
+        try:
+            if self._closed or self._pid != os.getpid():
+                return True  # nothing of this process is in flight
+            sender = self._sender
+            link = sender.link
+            done = sender.finish(deadline, close=False)
+            if link is not None and sender.link is not link:
+                # The next records leave on a new connection while the old one's
+                # may still wait, unread, at the receiver, which would interleave
+                # the two: as a new producer they cannot look like gaps.
+                self._new_identity(self.identity.host)
+            return done
+        finally:
+            self.lock.release()  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Deliver what is queued (waiting at most ``linger`` seconds), then close.
@@ -407,7 +445,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
             self._room = 0  # from now on records take the slow path, which finds the handler closed
             was_closed, self._closed = self._closed, True
             if not was_closed and self._pid == os.getpid():
-                self._sender.finish(time.monotonic() + self.linger, close=True)
+                self._sender.finish(_exit.close_deadline(self.linger), close=True)
             # Closed by logging.shutdown() (dictConfig does that): the next record opens again,
             # unless this handler had been closed by its own close() before.
             self._reopenable = by_shutdown and (self._reopenable or not was_closed)

@@ -143,16 +143,22 @@ class TestFlush:
     """flush(timeout) returns once what was handed over left the process, says so, and leaves the handler usable."""
 
     def test_flush_waits_for_the_records_and_the_handler_goes_on(self, make_link):
-        """flush() is True; every record is received soon after; later records continue the sequence."""
+        """flush() is True; every record is received soon after; later records go on as a new whole series."""
         link = make_link("push")
         for n in range(200):
             link.logger.info("first %d", n)
+        before = f"{link.handler.identity.producer_id:016x}"  # as records carry it
         assert link.handler.flush(5.0) is True
         assert link.capture.wait_for(200, timeout=2.0)
+        assert f"{link.handler.identity.producer_id:016x}" != before  # a new connection, a new series
         for n in range(10):
             link.logger.info("then %d", n)
         assert link.capture.wait_for(210)
-        assert_no_gaps(link.capture.records)
+        first = [r for r in link.capture.records if r.producer_id == before]
+        then = [r for r in link.capture.records if r.producer_id != before]
+        assert len(first) == 200 and len(then) == 10
+        assert_no_gaps(first)
+        assert_no_gaps(then)
         assert link.listener.stats["gaps"] == 0
 
     def test_flush_with_nothing_in_flight_returns_at_once(self, make_handler, make_link, endpoint):

@@ -233,7 +233,13 @@ def test_a_stuck_subscriber_of_a_direct_pub_producer_costs_every_subscriber_coun
         base = dict(handler.stats)
         for i in range(total):
             log.info("record %d %s", i, "x" * 200)
-        now = handler.stats
+        # The sender thread goes on sending what it queued while the stuck subscriber's
+        # buffers still take some: read the counts once they have stopped moving.
+        now, before = handler.stats, None
+        deadline = time.monotonic() + 10
+        while now != before and time.monotonic() < deadline:
+            time.sleep(0.3)
+            before, now = now, handler.stats
         sent, dropped, queued = now["sent"] - base["sent"], now["dropped"] - base["dropped"], now["queued"]
         rel.wait_until(lambda: ledger.count("rel.direct") >= sent, timeout=15)
         rel.settle([ledger], quiet=0.3)

@@ -1,0 +1,16 @@
+"""Log COUNT records then wait for SIGTERM: ``sigterm_flush.py ENDPOINT COUNT``."""
+
+import logging
+import sys
+import time
+
+import fabric
+
+endpoint, count = sys.argv[1], int(sys.argv[2])
+log = logging.getLogger("doomed")
+log.setLevel(logging.INFO)
+log.addHandler(fabric.ZmqHandler(endpoint, service="doomed", linger=5.0, batch_delay=1.0))
+for i in range(count):
+    log.info("doomed %d", i)
+print("logged", flush=True)
+time.sleep(30)
