@@ -7,14 +7,9 @@ out is cleaned up at teardown.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
-import selectors
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,57 +18,20 @@ import pytest
 import zmq
 
 import fabric
-from fabric.codec import Encoder, ProducerIdentity
-from fabric.topic import join_message, make_topic
-from tests.helpers.factories import handler_factory, listener_factory
-from tests.helpers.net import ROOT, free_port, tcp_endpoint
+from tests.helpers.capture import Capture
+from tests.helpers.factories import Link, handler_factory, listener_factory
+from tests.helpers.keys import KeySet, make_keys
+from tests.helpers.net import free_port, tcp_endpoint
+from tests.helpers.processes import ProducerRunner
 from tests.helpers.waiting import wait_until
-
-HELPERS = Path(__file__).resolve().parent / "helpers"
-PRODUCER = HELPERS / "producer.py"
+from tests.helpers.wire import Craft
 
 _names = itertools.count()
-
-
-# --------------------------------------------------------------------------- plain helpers
 
 
 def unique_name(prefix: str = "t") -> str:
     """Return a logger name no other test uses."""
     return f"{prefix}.{os.getpid()}.{next(_names)}"
-
-
-class Capture(logging.Handler):
-    """A handler that keeps every record it is given, safely across threads."""
-
-    def __init__(self, level: int = logging.NOTSET) -> None:
-        super().__init__(level)
-        self._records: list[logging.LogRecord] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._guard:
-            self._records.append(record)
-
-    @property
-    def records(self) -> list[logging.LogRecord]:
-        """A snapshot of the records received so far."""
-        with self._guard:
-            return list(self._records)
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._records)
-
-    def named(self, name: str) -> list[logging.LogRecord]:
-        """The records whose logger is ``name``."""
-        return [r for r in self.records if r.name == name]
-
-    def wait_for(self, count: int, timeout: float = 5.0, name: str | None = None) -> bool:
-        """Wait (bounded) until at least ``count`` records (of logger ``name``) arrived."""
-        if name is None:
-            return wait_until(lambda: len(self) >= count, timeout)
-        return wait_until(lambda: len(self.named(name)) >= count, timeout)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -83,6 +41,12 @@ class Capture(logging.Handler):
 def endpoint() -> str:
     """A fresh TCP endpoint on 127.0.0.1."""
     return tcp_endpoint()
+
+
+@pytest.fixture
+def curve_keys(tmp_path: Path) -> KeySet:
+    """A fresh set of CurveZMQ key files (see :class:`tests.helpers.keys.KeySet`)."""
+    return make_keys(tmp_path / "keys")
 
 
 @pytest.fixture
@@ -161,76 +125,18 @@ def make_subscription() -> Iterator[Callable[..., fabric.Subscription]]:
         sub.close()
 
 
-class Spawner:
-    """Runs ``tests/helpers/producer.py`` in subprocesses; what it starts it also reaps."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    @staticmethod
-    def command(*args: object) -> list[str]:
-        """The argv that runs the producer helper with ``args``."""
-        return [sys.executable, str(PRODUCER), *(str(a) for a in args)]
-
-    @staticmethod
-    def env(**extra: str) -> dict[str, str]:
-        """The environment for a helper: this checkout importable, no fabric variables, ``extra`` added."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        env.pop("LOGFABRIC_ENDPOINT", None)
-        env.pop("LOGFABRIC_SERVICE", None)
-        env.update(extra)
-        return env
-
-    def start(self, *args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        """Start the producer helper with ``args``."""
-        proc = subprocess.Popen(
-            self.command(*args),
-            env=env or self.env(),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def read_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
-        """Read one line of a helper's stdout, failing (not hanging) if none comes within ``timeout``."""
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                pytest.fail(f"helper {proc.args!r} printed nothing within {timeout}s")
-        return proc.stdout.readline()
-
-    @staticmethod
-    def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
-        """Wait (bounded) for a helper to exit 0 and return its stdout; fail with its stderr otherwise."""
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate(timeout=10)
-            pytest.fail(f"helper {proc.args!r} did not exit within {timeout}s; stderr:\n{err}")
-        assert proc.returncode == 0, f"helper {proc.args!r} exited {proc.returncode}; stderr:\n{err}"
-        return out
-
-    def reap(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
-                proc.communicate(timeout=10)
+@pytest.fixture
+def producers() -> Iterator[ProducerRunner]:
+    """Run ``tests/helpers/producer.py`` in subprocesses; any still running is killed at teardown."""
+    runner = ProducerRunner()
+    yield runner
+    runner.reap()
 
 
 @pytest.fixture
-def helpers() -> Iterator[Spawner]:
-    """Run producer helper subprocesses; any still running is killed at teardown."""
-    spawner = Spawner()
-    yield spawner
-    spawner.reap()
+def helpers(producers: ProducerRunner) -> ProducerRunner:
+    """The same as ``producers``, under the name some modules still use."""
+    return producers
 
 
 @pytest.fixture(name="wait_until")
@@ -243,24 +149,6 @@ def wait_until_fixture() -> Callable[..., bool]:
 def free_port_fixture() -> Callable[[], int]:
     """The ``free_port()`` helper: a TCP port on 127.0.0.1 nothing listens on."""
     return free_port
-
-
-class Link:
-    """One producer handler wired to one started listener, with a logger that feeds the handler."""
-
-    def __init__(
-        self,
-        handler: fabric.ZmqHandler,
-        listener: fabric.ZmqListener,
-        capture: Capture,
-        logger: logging.Logger,
-        endpoint: str,
-    ) -> None:
-        self.handler = handler
-        self.listener = listener
-        self.capture = capture
-        self.logger = logger
-        self.endpoint = endpoint
 
 
 @pytest.fixture
@@ -305,28 +193,6 @@ def make_link(
         return Link(handler, listener, capture, logger, endpoint)
 
     return link
-
-
-class Craft:
-    """Builds records and wire messages by hand, as a foreign or hostile producer would."""
-
-    identity = ProducerIdentity("raw-svc", "raw-host", 4242, 0xFEEDFACE)
-
-    @staticmethod
-    def record(name: str, msg: str, levelno: int = logging.INFO, **extra: object) -> logging.LogRecord:
-        """A LogRecord built without logging.getLogger (so no local logger is created)."""
-        fields = {"name": name, "msg": msg, "levelno": levelno, "levelname": logging.getLevelName(levelno)}
-        return logging.makeLogRecord({**fields, **extra})
-
-    @classmethod
-    def frames(cls, record: logging.LogRecord, seq: int, codec: str = "protobuf") -> list[bytes]:
-        """The one-frame message (topic NUL payload) this identity sends as its ``seq``-th record on its topic."""
-        return [
-            join_message(
-                make_topic(record.levelno, record.name, cls.identity.service),
-                Encoder(cls.identity, codec).encode(record, seq),  # type: ignore[arg-type]
-            )
-        ]
 
 
 @pytest.fixture

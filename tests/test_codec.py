@@ -28,6 +28,7 @@ from fabric.codec import (
     encode,
     severity_number,
 )
+from tests.helpers.capture import Capture
 
 IDENTITY = ProducerIdentity(service="billing", host="web-1", pid=4242, producer_id=0x0123456789ABCDEF)
 
@@ -109,20 +110,11 @@ def same_typed(a: object, b: object) -> bool:
     return a == b
 
 
-class _Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def codec_logger() -> Iterator[tuple[logging.Logger, _Keep]]:
+def codec_logger() -> Iterator[tuple[logging.Logger, Capture]]:
     """A private logger at level 1 that keeps what it logs (state restored afterwards)."""
     logger = logging.getLogger("logfabric.tests.codec")
-    keep = _Keep()
+    keep = Capture()
     saved = logger.propagate, logger.level
     logger.propagate = False
     logger.setLevel(1)
@@ -377,7 +369,7 @@ def _suppressed_chain() -> None:
 
 class TestFidelity:
     @codecs
-    def test_formatted_text_identical(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_formatted_text_identical(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """A rehydrated record formats to exactly the producer's text, traceback and stack included."""
         logger, keep = codec_logger
         try:
@@ -394,7 +386,7 @@ class TestFidelity:
 
     @codecs
     def test_formatted_text_identical_without_prior_format(
-        self, codec: str, codec_logger: tuple[logging.Logger, _Keep]
+        self, codec: str, codec_logger: tuple[logging.Logger, Capture]
     ) -> None:
         """Encoding a never-formatted record still yields the traceback text the producer's Formatter would."""
         logger, keep = codec_logger
@@ -408,7 +400,7 @@ class TestFidelity:
         assert FIDELITY.format(out) == FIDELITY.format(record)
 
     @codecs
-    def test_explicit_chain(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_explicit_chain(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """`raise ... from ...` arrives as a chain: the raised exception, then its cause."""
         logger, keep = codec_logger
         try:
@@ -424,7 +416,7 @@ class TestFidelity:
         ]
 
     @codecs
-    def test_implicit_chain(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_implicit_chain(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """An exception raised while handling another links to it as "context"."""
         logger, keep = codec_logger
         try:
@@ -438,7 +430,7 @@ class TestFidelity:
         ]
 
     @codecs
-    def test_suppressed_context(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_suppressed_context(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """`raise ... from None` hides the context, as the traceback does."""
         logger, keep = codec_logger
         try:
@@ -499,7 +491,7 @@ class StructuredMessage:
 
 class TestMessages:
     @codecs
-    def test_brace_message(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_brace_message(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """A str.format-based message object arrives as its rendered text."""
         logger, keep = codec_logger
         logger.info(BraceMessage("Message with {0} {name}", 2, name="placeholders"))
@@ -507,7 +499,7 @@ class TestMessages:
         assert out.msg == out.getMessage() == "Message with 2 placeholders"
 
     @codecs
-    def test_structured_message(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_structured_message(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """The cookbook's StructuredMessage arrives as its rendered text."""
         logger, keep = codec_logger
         logger.info(StructuredMessage("message 1", foo="bar", bar="baz", num=123))
@@ -515,7 +507,7 @@ class TestMessages:
         assert out.getMessage() == 'message 1 >>> {"foo": "bar", "bar": "baz", "num": 123}'
 
     @codecs
-    def test_percent_args_merged(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_percent_args_merged(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """%-style args are merged before sending; mapping args too."""
         logger, keep = codec_logger
         logger.info("%s owes %.2f", "bob", 3.5)
@@ -531,7 +523,7 @@ class TestMessages:
         assert roundtrip(make_record(msg={"a": 1}), codec).record.msg == "{'a': 1}"
 
     @codecs
-    def test_custom_levels(self, codec: str, custom_levels: None, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_custom_levels(self, codec: str, custom_levels: None, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """Custom levels (TRACE=5, SUCCESS=25) keep their levelname and levelno."""
         logger, keep = codec_logger
         logger.log(5, "tracing")
@@ -621,7 +613,7 @@ class TestExtras:
         assert out.exceptions is None
 
     @codecs
-    def test_extras_through_logger(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_extras_through_logger(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """extra= passed to a Logger call arrives as record attributes."""
         logger, keep = codec_logger
         logger.warning("login", extra={"user_id": 12, "ip": "10.0.0.1", "tags": ["a"]})
@@ -644,7 +636,7 @@ class TestSurrogates:
         assert (record.msg, record.args) == ("cannot read %s", (self.PATH,))
 
     @codecs
-    def test_exception_with_surrogate(self, codec: str, codec_logger: tuple[logging.Logger, _Keep]) -> None:
+    def test_exception_with_surrogate(self, codec: str, codec_logger: tuple[logging.Logger, Capture]) -> None:
         """An exception message holding a lone surrogate travels escaped, traceback and chain included."""
         logger, keep = codec_logger
         try:

@@ -22,6 +22,7 @@ from fabric import _structured, codec
 from fabric._record import FORBIDDEN
 from fabric._text import safe_str
 from fabric.codec import CODECS, Encoder, Limits, ProducerIdentity, decode
+from tests.helpers.capture import Capture
 
 IDENTITY = ProducerIdentity(service="shop", host="web-1", pid=4242, producer_id=0x0123456789ABCDEF)
 PLAIN = frozenset(logging.makeLogRecord({}).__dict__) | {"taskName"} | codec.FABRIC_ATTRIBUTES
@@ -48,21 +49,10 @@ def marked(msg: object, args: Any = (), **fields: Any) -> logging.LogRecord:
     return record
 
 
-class Keep(logging.Handler):
-    """Keeps the records it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def kept() -> Iterator[Keep]:
+def kept() -> Iterator[Capture]:
     """A handler on the ``shop`` logger that keeps what structlog or loguru log through the stdlib."""
-    keep = Keep()
+    keep = Capture()
     shop = logging.getLogger("shop")
     shop.addHandler(keep)
     shop.setLevel(logging.DEBUG)
@@ -74,7 +64,7 @@ def kept() -> Iterator[Keep]:
         structlog.reset_defaults()
 
 
-def structlog_records(recipe: str, keep: Keep) -> list[logging.LogRecord]:
+def structlog_records(recipe: str, keep: Capture) -> list[logging.LogRecord]:
     """Log one event and one exception through real structlog in ``recipe``; return the stdlib records."""
     last = (
         structlog.stdlib.ProcessorFormatter.wrap_for_formatter
@@ -101,7 +91,7 @@ def structlog_records(recipe: str, keep: Keep) -> list[logging.LogRecord]:
 
 @codecs
 @pytest.mark.parametrize("recipe", ["formatter", "kwargs"])
-def test_structlog_key_values_arrive_as_typed_attributes(codec_name: str, recipe: str, kept: Keep) -> None:
+def test_structlog_key_values_arrive_as_typed_attributes(codec_name: str, recipe: str, kept: Capture) -> None:
     """Both recipes: the event is the message, key-values typed attributes, level and logger the record's."""
     placed, failed = (roundtrip(r, codec_name) for r in structlog_records(recipe, kept))
     assert placed.getMessage() == "order placed"
@@ -124,10 +114,10 @@ def test_structlog_key_values_arrive_as_typed_attributes(codec_name: str, recipe
 
 
 @codecs
-def test_the_two_recipes_deliver_the_same_record(codec_name: str, kept: Keep) -> None:
+def test_the_two_recipes_deliver_the_same_record(codec_name: str, kept: Capture) -> None:
     """wrap_for_formatter and render_to_log_kwargs give the same message, level, logger and attributes."""
     formatter = [roundtrip(r, codec_name) for r in structlog_records("formatter", kept)]
-    kept.records.clear()
+    kept.clear()
     kwargs = [roundtrip(r, codec_name) for r in structlog_records("kwargs", kept)]
     for a, b in zip(formatter, kwargs, strict=True):
         assert (a.getMessage(), a.name, a.levelname) == (b.getMessage(), b.name, b.levelname)
@@ -393,7 +383,7 @@ def test_blank_exc_text_with_an_unencodable_traceback_takes_the_scrub_path(codec
 
 
 @codecs
-def test_loguru_exception_arrives_with_its_real_traceback(codec_name: str, kept: Keep) -> None:
+def test_loguru_exception_arrives_with_its_real_traceback(codec_name: str, kept: Capture) -> None:
     """Real loguru propagated into the stdlib: logger.exception's record carries the real traceback."""
 
     class Propagate(logging.Handler):

@@ -19,6 +19,8 @@ import zmq
 import fabric
 from broker import Broker
 from fabric.discovery import Endpoints
+from tests.helpers.capture import Capture
+from tests.helpers.waiting import send_until, wait_until
 
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 NAME = "brokers.test"
@@ -46,6 +48,7 @@ class Fleet:
         self.port = _port_free_on_all()
         self.answer: list[str] = list(ADDRESSES)
         self.handlers: list[fabric.ZmqHandler] = []
+        self.brokers: list[Broker] = []
         for i, address in enumerate(ADDRESSES):
             broker = stack.enter_context(
                 Broker(
@@ -54,6 +57,7 @@ class Fleet:
                     egress=f"tcp://{address}:{self.port}",
                 )
             )
+            self.brokers.append(broker)
             handler = fabric.ZmqHandler(broker.endpoints["push_ingest"], service=f"svc-b{i}", linger=0.5)
             stack.callback(handler.close)
             self.handlers.append(handler)
@@ -82,25 +86,12 @@ def fleet() -> Iterator[Fleet]:
 
 def _until(condition: Callable[[], bool], action: Callable[[], object], timeout: float = 10.0) -> bool:
     """Repeat ``action`` until ``condition`` holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        action()
-        time.sleep(0.05)
-        if condition():
-            return True
-    return condition()
+    return send_until(lambda _: action(), condition, timeout) is not None
 
 
-class Capture(logging.Handler):
-    """Services seen by a listener, in arrival order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.services: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "app":
-            self.services.append(str(record.__dict__.get("service")))
+def services(capture: Capture) -> list[str]:
+    """The services of the ``app`` records a listener delivered, in arrival order."""
+    return [str(r.__dict__.get("service")) for r in capture.named("app")]
 
 
 class TestListenerFanOut:
@@ -111,23 +102,23 @@ class TestListenerFanOut:
         capture = Capture()
         with fabric.ZmqListener(fleet.endpoint, capture, resolver=fleet.resolver, resolve_interval=0.2):
             for i in range(3):
-                seen = _until(lambda i=i: f"svc-b{i}" in capture.services, lambda i=i: fleet.send(i))
-                assert seen, f"nothing from broker {i} reached the listener: {set(capture.services)}"
+                seen = _until(lambda i=i: f"svc-b{i}" in services(capture), lambda i=i: fleet.send(i))
+                assert seen, f"nothing from broker {i} reached the listener: {set(services(capture))}"
 
     def test_connects_a_new_address_at_the_next_resolve(self, fleet: Fleet) -> None:
         """A broker that appears in DNS later is connected within a resolve interval."""
         fleet.answer = [ADDRESSES[0]]
         capture = Capture()
         with fabric.ZmqListener(fleet.endpoint, capture, resolver=fleet.resolver, resolve_interval=0.2):
-            assert _until(lambda: "svc-b0" in capture.services, lambda: fleet.send(0))
+            assert _until(lambda: "svc-b0" in services(capture), lambda: fleet.send(0))
             for _ in range(20):
                 fleet.send(1)
-            capture.services.clear()
+            capture.clear()
             # Broker 0's next record arriving means broker 1's would have too, had it been connected.
-            assert _until(lambda: "svc-b0" in capture.services, lambda: fleet.send(0))
-            assert "svc-b1" not in capture.services
+            assert _until(lambda: "svc-b0" in services(capture), lambda: fleet.send(0))
+            assert "svc-b1" not in services(capture)
             fleet.answer = [ADDRESSES[0], ADDRESSES[1]]
-            assert _until(lambda: "svc-b1" in capture.services, lambda: fleet.send(1))
+            assert _until(lambda: "svc-b1" in services(capture), lambda: fleet.send(1))
 
 
 class TestEndpoints:
@@ -173,18 +164,18 @@ class TestEndpoints:
         seen.clear()
         assert _until(lambda: drain() and "svc-b2" in seen, lambda: fleet.send(2)), "dropped before the grace ran out"
 
-        time.sleep(0.6)
+        time.sleep(0.6)  # a timer: the grace (0.5 s) runs out
         endpoints.refresh(sub)
         assert gone not in endpoints.connected and not endpoints.gone
-        time.sleep(0.2)  # the disconnect takes effect in libzmq's I/O thread
-        drain()
+        # the disconnect completes as the socket is used (drain) and libzmq's I/O thread closes the connection
+        assert wait_until(lambda: drain() and fleet.brokers[2].connections("egress") == 0), "still at broker 2"
         for _ in range(20):
             fleet.send(2)
         seen.clear()
         assert _until(lambda: drain() and "svc-b0" in seen, lambda: fleet.send(0))
-        time.sleep(0.2)
         drain()
         assert "svc-b2" not in seen
+        assert fleet.brokers[2].connections("egress") == 0, "the socket connected to broker 2 again"
 
     def test_address_back_within_the_grace_is_kept(self, fleet: Fleet, sub: zmq.Socket[bytes]) -> None:
         """An address that returns to DNS before the grace runs out is not disconnected later."""
@@ -194,7 +185,7 @@ class TestEndpoints:
         endpoints.refresh(sub)
         fleet.answer = list(ADDRESSES)
         endpoints.refresh(sub)
-        time.sleep(0.4)
+        time.sleep(0.4)  # a timer: the grace (0.3 s) would have run out
         endpoints.refresh(sub)
         assert endpoints.connected == {f"tcp://{a}:{fleet.port}" for a in ADDRESSES}
         assert not endpoints.gone

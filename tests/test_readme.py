@@ -29,7 +29,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,8 @@ from typing import Any
 import pytest
 
 import fabric
-from tests.conftest import Capture
 from tests.helpers.broker import embedded_brokers
+from tests.helpers.capture import Capture
 from tests.helpers.net import child_env, free_ports, http_get
 from tests.helpers.readme import README, Block, Snippet, parse
 from tests.helpers.waiting import send_until, wait_until
@@ -130,10 +129,12 @@ class Ctx:
         assert sent is not None, f"no record reached the block within 15 s; {snippet.report()}"
 
 
-def one_record(heard: Capture, name: str, snippet: Snippet) -> logging.LogRecord:
-    """The single record of logger ``name`` the block sent."""
+def one_record(heard: Capture, name: str, snippet: Snippet, sentinel: logging.Logger) -> logging.LogRecord:
+    """The single record of logger ``name`` the block sent; ``sentinel`` logs on the path it took, after it."""
     assert heard.wait_for(1, name=name), f"no record of {name!r} arrived; {snippet.report()}"
-    time.sleep(0.2)  # time for a duplicate to show
+    # a duplicate from the block, which has exited, would arrive before a sentinel sent now
+    sent = send_until(lambda i: sentinel.warning("sentinel %d", i), lambda: heard.named(sentinel.name), 10.0)
+    assert sent is not None, f"no sentinel arrived; {snippet.report()}"
     found = heard.named(name)
     assert len(found) == 1, [r.getMessage() for r in found]
     return found[0]
@@ -193,7 +194,13 @@ def producer_check(role: str, name: str, level: str, message: str, service: str)
             heard = ctx.hear(role, confirm=False, mode=mode, bind=mode == "pull")
         snippet = ctx.run()
         snippet.finish()
-        record = one_record(heard, name, snippet)
+        if role == "egress":  # a producer into the broker, as the block was
+            sentinel = ctx.feeder("readme-sentinel")
+        elif role == "collector":  # another producer connecting to the listener
+            sentinel = ctx.feeder("readme-sentinel", role)
+        else:  # a producer binding where the block bound: the listener reconnects to it, on the same pipe
+            sentinel = ctx.feeder("readme-sentinel", role, mode="pub", bind=True)
+        record = one_record(heard, name, snippet, sentinel)
         assert (record.levelname, record.getMessage(), record.service) == (level, message, service)
 
     return check

@@ -6,14 +6,14 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from broker import BrokerConfig, ConfigError
+from broker import Broker, BrokerConfig, ConfigError
+from tests.helpers.net import child_env, free_ports, http_get
+from tests.helpers.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,13 +199,11 @@ class TestConfigFiles:
 # --------------------------------------------------------------------------- command line
 
 
-def run_broker(
-    tools: SimpleNamespace, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_broker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m broker ARGS`` expecting it to end by itself (bounded)."""
     return subprocess.run(
         [sys.executable, "-m", "broker", *args],
-        env=tools.env(**(env or {})),
+        env=child_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=20,
@@ -213,9 +211,9 @@ def run_broker(
     )
 
 
-def local_endpoints(tools: SimpleNamespace) -> list[str]:
+def local_endpoints() -> list[str]:
     """Flags binding every socket to a free 127.0.0.1 port, HTTP off."""
-    a, b, c = tools.free_ports(3)
+    a, b, c = free_ports(3)
     return [
         "--pub-ingest",
         f"tcp://127.0.0.1:{a}",
@@ -241,50 +239,48 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
 class TestCommandLine:
     """``python -m broker`` and ``logfabric broker``: configuration errors exit 2 with one line."""
 
-    def test_bad_egress_flag_exits_2_with_one_line(self, broker_tools: SimpleNamespace) -> None:
+    def test_bad_egress_flag_exits_2_with_one_line(self) -> None:
         """--egress nonsense: exit 2, one stderr line naming egress, no traceback."""
-        result = run_broker(broker_tools, *local_endpoints(broker_tools), "--egress", "nonsense")
+        result = run_broker(*local_endpoints(), "--egress", "nonsense")
         assert_one_line_error(result, "egress", "'nonsense'")
 
-    def test_bad_variable_exits_2(self, broker_tools: SimpleNamespace) -> None:
+    def test_bad_variable_exits_2(self) -> None:
         """A bad LOGFABRIC_BROKER_* variable is a configuration error too."""
-        result = run_broker(broker_tools, *local_endpoints(broker_tools), env={"LOGFABRIC_BROKER_HWM": "lots"})
+        result = run_broker(*local_endpoints(), env={"LOGFABRIC_BROKER_HWM": "lots"})
         assert_one_line_error(result, "hwm must be a number")
 
-    def test_unknown_key_in_config_file_exits_2(self, broker_tools: SimpleNamespace, tmp_path: Path) -> None:
+    def test_unknown_key_in_config_file_exits_2(self, tmp_path: Path) -> None:
         """--config with an unknown key: exit 2 listing the known keys."""
         file = write(tmp_path / "b.toml", "colour = 'blue'\n")
-        result = run_broker(broker_tools, *local_endpoints(broker_tools), "--config", str(file))
+        result = run_broker(*local_endpoints(), "--config", str(file))
         assert_one_line_error(result, "unknown broker setting(s): colour", "known: ")
 
-    def test_busy_port_exits_2(self, broker_tools: SimpleNamespace) -> None:
+    def test_busy_port_exits_2(self) -> None:
         """An ingest port already taken: exit 2 saying it cannot bind."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            result = run_broker(
-                broker_tools, *local_endpoints(broker_tools), "--push-ingest", f"tcp://127.0.0.1:{port}"
-            )
+            result = run_broker(*local_endpoints(), "--push-ingest", f"tcp://127.0.0.1:{port}")
         assert_one_line_error(result, "cannot bind", str(port))
 
-    def test_busy_http_port_exits_2(self, broker_tools: SimpleNamespace) -> None:
+    def test_busy_http_port_exits_2(self) -> None:
         """An HTTP port already taken: exit 2 saying it cannot serve HTTP (and no hang on the way out)."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            result = run_broker(broker_tools, *local_endpoints(broker_tools), "--http", f"127.0.0.1:{port}")
+            result = run_broker(*local_endpoints(), "--http", f"127.0.0.1:{port}")
         assert_one_line_error(result, "cannot serve HTTP", str(port))
 
-    def test_console_script(self, broker_tools: SimpleNamespace) -> None:
+    def test_console_script(self) -> None:
         """``logfabric broker`` takes the same flags and fails the same way."""
         script = Path(sys.executable).with_name("logfabric")
         if not script.exists():
             pytest.skip("the logfabric console script is not installed next to this interpreter")
         result = subprocess.run(
-            [str(script), "broker", *local_endpoints(broker_tools), "--egress", "nonsense"],
-            env=broker_tools.env(),
+            [str(script), "broker", *local_endpoints(), "--egress", "nonsense"],
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=20,
@@ -295,11 +291,9 @@ class TestCommandLine:
         for flag in ("--pub-ingest", "--push-ingest", "--egress", "--pipeline", "--http", "--drain-timeout"):
             assert flag in helped.stdout
 
-    def test_file_env_and_flags_combine_in_a_running_broker(
-        self, broker_tools: SimpleNamespace, tmp_path: Path
-    ) -> None:
+    def test_file_env_and_flags_combine_in_a_running_broker(self, tmp_path: Path) -> None:
         """A running broker binds the flag's egress over the variable's, and the file's other settings."""
-        pub, push, egress_file, egress_env, egress_flag, http = broker_tools.free_ports(6)
+        pub, push, egress_file, egress_env, egress_flag, http = free_ports(6)
         file = write(
             tmp_path / "broker.toml",
             f'pub_ingest = "tcp://127.0.0.1:{pub}"\n'
@@ -307,9 +301,7 @@ class TestCommandLine:
             f'egress = "tcp://127.0.0.1:{egress_file}"\n'
             f'http = "127.0.0.1:{http}"\n',
         )
-        env = broker_tools.env(
-            LOGFABRIC_BROKER_CONFIG=str(file), LOGFABRIC_BROKER_EGRESS=f"tcp://127.0.0.1:{egress_env}"
-        )
+        env = child_env(LOGFABRIC_BROKER_CONFIG=str(file), LOGFABRIC_BROKER_EGRESS=f"tcp://127.0.0.1:{egress_env}")
         stderr = tmp_path / "stderr"
         with stderr.open("wb") as err:
             proc = subprocess.Popen(
@@ -320,7 +312,7 @@ class TestCommandLine:
                 stderr=err,
             )
         try:
-            ready = broker_tools.wait_until(lambda: _status(broker_tools, f"127.0.0.1:{http}") == 200, timeout=15)
+            ready = poll_until(lambda: _status(f"127.0.0.1:{http}") == 200, timeout=15)
             assert ready, stderr.read_text()
             for port, listening in ((egress_flag, True), (egress_env, False), (egress_file, False), (push, True)):
                 assert _listening(port) is listening, (port, stderr.read_text())
@@ -333,9 +325,9 @@ class TestCommandLine:
         assert proc.returncode == 0
 
 
-def _status(tools: SimpleNamespace, address: str) -> int | None:
+def _status(address: str) -> int | None:
     try:
-        return int(tools.http_get(address, "/readyz", timeout=1)[0])
+        return int(http_get(address, "/readyz", timeout=1)[0])
     except OSError:
         return None
 
@@ -347,7 +339,6 @@ def _listening(port: int) -> bool:
             s.connect(("127.0.0.1", port))
         except OSError:
             return False
-        time.sleep(0.05)
         return True
 
 
@@ -416,7 +407,6 @@ class TestOneDefinition:
 
     def test_http_is_off_in_the_dataclass_and_the_embedded_broker_on_for_the_service(self) -> None:
         """BrokerConfig() and Broker() agree (HTTP off); the service's settings serve it on 0.0.0.0:9102."""
-        from broker import Broker
 
         assert BrokerConfig().http is None
         assert Broker().config.http is None

@@ -11,14 +11,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import zmq
 
+import fabric
 from broker.proxy import Proxy
+from tests.helpers.broker import BrokerProc
+from tests.helpers.capture import Capture
 from tests.helpers.net import ROOT, child_env
+from tests.helpers.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,23 +67,22 @@ class TestDrainUnderFlood:
 
     def test_sigterm_exits_within_the_drain_timeout_while_flooded(
         self,
-        broker_process: Callable[..., Any],
-        broker_listener: Callable[..., Any],
-        broker_tools: SimpleNamespace,
+        start_broker: Callable[..., BrokerProc],
+        capturing_listener: Callable[..., tuple[fabric.ZmqListener, Capture]],
         flooders: Callable[[str, int], list[subprocess.Popen[bytes]]],
     ) -> None:
         """A raw sender floods the push ingest; after SIGTERM the broker exits 0 within 3 s plus a small margin."""
         drain_timeout = 3.0
-        b = broker_process("--drain-timeout", str(drain_timeout))
-        broker_listener(b.egress)  # a subscriber, so records also flow out during the drain
+        b = start_broker("--drain-timeout", str(drain_timeout))
+        capturing_listener(b.egress)  # a subscriber, so records also flow out during the drain
         flooders(b.push_ingest, 1)
 
         def received() -> float:
             return b.metrics().total("logfabric_broker_records_received_total", ingest="push")
 
-        assert broker_tools.wait_until(lambda: received() > 20_000, timeout=20), "the flood never reached the broker"
+        assert poll_until(lambda: received() > 20_000, timeout=20), "the flood never reached the broker"
         before = received()
-        time.sleep(0.5)
+        time.sleep(0.5)  # a duration: the rate over half a second
         rate = (received() - before) / 0.5
         assert rate > 20_000, f"only {rate:.0f} records/s: not a flood, nothing would be tested"
 

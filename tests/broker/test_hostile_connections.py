@@ -15,23 +15,24 @@ import contextlib
 import logging
 import os
 import resource
+import selectors
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import zmq
 
-from tests.helpers.broker import BrokerProc
+import fabric
+from tests.helpers.broker import BrokerProc, new_pair_delivers
+from tests.helpers.capture import Capture, emit, probe_until_seen
 from tests.helpers.net import ROOT, child_env, host_port
+from tests.helpers.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(120)
 
-Factory = Callable[..., Any]
 
 #: The broker's descriptor limit in these tests (soft and hard).
 FD_LIMIT = 1024
@@ -138,7 +139,7 @@ def flood() -> Iterator[Callable[..., list[socket.socket]]]:
             if i % 50 == 49:  # paced, so that the listen backlogs never overflow (the kernel would drop SYNs)
                 time.sleep(0.02)
         if greet_every:
-            time.sleep(0.2)
+            connected(made[::greet_every])
             for s in made[::greet_every]:
                 with contextlib.suppress(OSError):
                     s.send(GREETING)
@@ -147,6 +148,18 @@ def flood() -> Iterator[Callable[..., list[socket.socket]]]:
     yield make
     for s in opened:
         s.close()
+
+
+def connected(socks: list[socket.socket], timeout: float = 2.0) -> None:
+    """Wait (bounded) until the non-blocking connects of ``socks`` have completed (or failed)."""
+    with selectors.DefaultSelector() as selector:
+        for s in socks:
+            selector.register(s, selectors.EVENT_WRITE)
+        pending, deadline = len(socks), time.monotonic() + timeout
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                selector.unregister(key.fileobj)
+                pending -= 1
 
 
 def closed_by_broker(sock: socket.socket) -> bool:
@@ -162,34 +175,6 @@ def closed_by_broker(sock: socket.socket) -> bool:
         return True
 
 
-def raw(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str) -> zmq.Socket[bytes]:
-    sock = ctx.socket(kind)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDTIMEO, 0)
-    if kind == zmq.SUB:
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(endpoint)
-    return sock
-
-
-def new_pair_delivers(
-    ctx: zmq.Context[zmq.Socket[bytes]], producer_at: str, egress: str, timeout: float, kind: int = zmq.PUSH
-) -> float | None:
-    """Seconds until a new producer at ``producer_at`` reaches a new subscriber at ``egress``, or None."""
-    began = time.monotonic()
-    sub, prod = raw(ctx, zmq.SUB, egress), raw(ctx, kind, producer_at)
-    try:
-        while time.monotonic() - began < timeout:
-            with contextlib.suppress(zmq.Again):
-                prod.send(b"2newcomer\x00svc\x00payload")
-            if sub.poll(100):
-                return time.monotonic() - began
-        return None
-    finally:
-        sub.close(linger=0)
-        prod.close(linger=0)
-
-
 def refused(b: LimitedBroker, **labels: str) -> float:
     return b.metrics().total("logfabric_broker_connections_refused_total", **labels)
 
@@ -201,10 +186,9 @@ class TestConnectionFlood:
         self,
         limited_broker: Callable[..., LimitedBroker],
         flood: Callable[..., list[socket.socket]],
-        broker_listener: Factory,
-        broker_handler: Factory,
-        broker_tools: SimpleNamespace,
-        broker_zmq: zmq.Context[zmq.Socket[bytes]],
+        capturing_listener: Callable[..., tuple[fabric.ZmqListener, Capture]],
+        make_handler: Callable[..., fabric.ZmqHandler],
+        zmq_context: zmq.Context[zmq.Socket[bytes]],
     ) -> None:
         """3,000 connections over the three ports from 249 addresses: HTTP answers, no spin, nothing lost.
 
@@ -212,22 +196,22 @@ class TestConnectionFlood:
         /healthz and /metrics timed out and no new producer or subscriber got in.
         """
         b = limited_broker()
-        listener, capture = broker_listener(b.egress)
-        handler = broker_handler(b.push_ingest)
-        broker_tools.probe_until_seen(handler, [capture])
+        listener, capture = capturing_listener(b.egress)
+        handler = make_handler(b.push_ingest)
+        probe_until_seen(handler, [capture])
         fds_before, health_before = b.open_fds(), b.timed_get("/healthz")
         flood([b.push_ingest, b.pub_ingest, b.egress], 3000, greet_every=2)
-        time.sleep(1.0)
+        time.sleep(1.0)  # a duration: the flood's accepts and refusals are over before CPU is measured
         cpu0, t0 = b.cpu_seconds(), time.monotonic()
         total = 2000
         for i in range(total):
-            broker_tools.emit(handler, "app", logging.INFO, "during the flood %d", i)
-        delivered = broker_tools.wait_until(lambda: capture.count() >= total, timeout=15)
-        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
+            emit(handler, "app", "during the flood %d", i, level=logging.INFO)
+        delivered = poll_until(lambda: capture.count() >= total, timeout=15)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))  # a duration: CPU is measured over 2 s at least
         cpu = (b.cpu_seconds() - cpu0) / (time.monotonic() - t0)
         fds = b.open_fds()
         health, metrics = b.timed_get("/healthz"), b.timed_get("/metrics")
-        joined = new_pair_delivers(broker_zmq, b.push_ingest, b.egress, timeout=12)
+        joined = new_pair_delivers(zmq_context, b.push_ingest, b.egress, timeout=12)
         counted = refused(b) if metrics[0] == 200 else None
         print(
             f"3,000 idle/half-open connections at a {FD_LIMIT}-descriptor broker: descriptors {fds_before} -> {fds}; "
@@ -255,44 +239,41 @@ class TestConnectionFlood:
         self,
         limited_broker: Callable[..., LimitedBroker],
         flood: Callable[..., list[socket.socket]],
-        broker_zmq: zmq.Context[zmq.Socket[bytes]],
+        zmq_context: zmq.Context[zmq.Socket[bytes]],
     ) -> None:
         """2,500 idle connections to the push ingest: a new pub producer and subscriber still connect at once."""
         b = limited_broker()
         flood([b.push_ingest], 2500)
-        time.sleep(0.5)
-        joined = new_pair_delivers(broker_zmq, b.pub_ingest, b.egress, timeout=4, kind=zmq.PUB)
+
+        def counted() -> float:
+            return refused(b, socket="push_ingest", reason="socket_full")
+
+        poll_until(lambda: counted() >= 100, timeout=5, interval=0.1)  # the flood fills the push ingest's share
+        joined = new_pair_delivers(zmq_context, b.pub_ingest, b.egress, timeout=4, kind=zmq.PUB)
         fds = b.open_fds()
-        deadline = time.monotonic() + 5
-        while (counted := refused(b, socket="push_ingest", reason="socket_full")) < 100:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
         print(
             f"2,500 idle connections at the push ingest: broker holds {fds} descriptors; a new pub producer and "
             f"subscriber got through after {'never' if joined is None else f'{joined:.1f} s'}; "
-            f"refused at the push ingest: {counted:.0f}"
+            f"refused at the push ingest: {counted():.0f}"
         )
         assert joined is not None, "the flood at the push ingest kept new peers out of the other sockets"
         # what overflows the listen backlog the kernel drops (and the peer's kernel retries): not all are accepted
-        assert counted >= 100
+        assert counted() >= 100
 
     def test_one_address_holds_at_most_its_share(
         self,
         limited_broker: Callable[..., LimitedBroker],
         flood: Callable[..., list[socket.socket]],
-        broker_zmq: zmq.Context[zmq.Socket[bytes]],
+        zmq_context: zmq.Context[zmq.Socket[bytes]],
     ) -> None:
         """LOGFABRIC_BROKER_MAX_CONNECTIONS_PER_IP=20: 60 connections from one address keep 20, the rest counted."""
         b = limited_broker(fd_limit=None, env={"LOGFABRIC_BROKER_MAX_CONNECTIONS_PER_IP": "20"})
         socks = flood([b.egress], 60, sources=["127.0.0.7"])
         assert b.metrics().get("logfabric_broker_connection_limit", socket="egress", scope="address") == 20
-        broker_wait = time.monotonic() + 5
-        while time.monotonic() < broker_wait and sum(closed_by_broker(s) for s in socks) < 40:
-            time.sleep(0.1)
+        poll_until(lambda: sum(closed_by_broker(s) for s in socks) >= 40, timeout=5, interval=0.1)
         shut = sum(closed_by_broker(s) for s in socks)
         counted = refused(b, socket="egress", reason="address_full")
-        joined = new_pair_delivers(broker_zmq, b.push_ingest, b.egress, timeout=5)
+        joined = new_pair_delivers(zmq_context, b.push_ingest, b.egress, timeout=5)
         print(f"60 connections from 127.0.0.7 with a per-address cap of 20: {shut} shut down, {counted:.0f} counted")
         assert shut == 40 and counted == 40, f"{shut} shut down, {counted} counted"
         assert joined is not None, "a subscriber from 127.0.0.1 was kept out"
@@ -304,8 +285,7 @@ class TestConnectionFlood:
         b = limited_broker(fd_limit=None)
         socks = flood([b.egress, b.push_ingest], 4, greet_every=2)
         began = time.monotonic()
-        while time.monotonic() - began < 9 and not all(closed_by_broker(s) for s in socks):
-            time.sleep(0.1)
+        poll_until(lambda: all(closed_by_broker(s) for s in socks), timeout=9, interval=0.1)
         took = time.monotonic() - began
         gone = sum(closed_by_broker(s) for s in socks)
         print(f"half-open and idle connections: {gone}/4 dropped by the broker after {took:.1f} s")
@@ -318,14 +298,14 @@ class TestConnectionFlood:
         self,
         limited_broker: Callable[..., LimitedBroker],
         flood: Callable[..., list[socket.socket]],
-        broker_zmq: zmq.Context[zmq.Socket[bytes]],
+        zmq_context: zmq.Context[zmq.Socket[bytes]],
     ) -> None:
         """1,000 idle HTTP connections at a 1,024-descriptor broker: new producers and subscribers still get in."""
         b = limited_broker()
         flood([f"tcp://{b.http}"], 1000)
-        time.sleep(1.0)
+        time.sleep(1.0)  # a duration: the broker takes in what it will of the flood
         fds = b.open_fds()
-        joined = new_pair_delivers(broker_zmq, b.push_ingest, b.egress, timeout=4)
+        joined = new_pair_delivers(zmq_context, b.push_ingest, b.egress, timeout=4)
         print(
             f"1,000 idle HTTP connections: the broker holds {fds} descriptors; a new producer and "
             f"subscriber got through after {'never' if joined is None else f'{joined:.1f} s'}"

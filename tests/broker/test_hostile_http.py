@@ -7,12 +7,13 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker.http import REQUEST_DEADLINE
+from tests.helpers.broker import BrokerProc
 from tests.helpers.net import host_port
+from tests.helpers.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,9 +29,9 @@ def threads(pid: int) -> int:
 class TestSlowHttpClients:
     """Clients that trickle a request byte by byte at the broker's HTTP port."""
 
-    def test_trickling_clients_are_cut_off_at_the_deadline(self, broker_process: Callable[..., Any]) -> None:
+    def test_trickling_clients_are_cut_off_at_the_deadline(self, start_broker: Callable[..., BrokerProc]) -> None:
         """200 clients sending a byte every 2 s hold 200 threads at first, none after the deadline; probes pass."""
-        b = broker_process()
+        b = start_broker()
         idle = threads(b.pid)
         conns = []
         try:
@@ -38,7 +39,7 @@ class TestSlowHttpClients:
                 conn = socket.create_connection(host_port(b.http), timeout=5)
                 conn.sendall(b"GET /metrics HTTP/1.1\r\n")
                 conns.append(conn)
-            time.sleep(1.0)
+            poll_until(lambda: threads(b.pid) >= idle + 150, timeout=5)
             held = threads(b.pid)
             assert held >= idle + 150, f"{held} threads with 200 slow clients, {idle} idle: nothing would be tested"
             deadline = time.monotonic() + REQUEST_DEADLINE + 5
@@ -46,7 +47,7 @@ class TestSlowHttpClients:
                 for conn in conns:
                     with contextlib.suppress(OSError):  # cut off: what should happen
                         conn.sendall(b"X")  # one header byte: each read of the handler succeeds
-                time.sleep(2.0)
+                time.sleep(2.0)  # a slow client: one byte every 2 s
             left = threads(b.pid)
             print(f"200 trickling HTTP clients: broker threads {idle} idle, {held} held, {left} after the deadline")
             assert left <= idle + 5, f"{left} broker threads {REQUEST_DEADLINE + 5:g} s on (idle: {idle})"

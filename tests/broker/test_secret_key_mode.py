@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from broker import Broker
 from broker.config import BrokerConfig, ConfigError
-from fabric.curve import generate
+from tests.helpers.broker import BrokerProc
+from tests.helpers.keys import KeySet
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> SimpleNamespace:
-    """A broker key pair, one client key pair and the two (empty but valid) allow-list directories."""
-    broker_public, broker_secret = generate("broker", tmp_path / "broker")
-    _, client_secret = generate("client", tmp_path / "client")
-    producers, subscribers = tmp_path / "producers", tmp_path / "subscribers"
-    producers.mkdir()
-    subscribers.mkdir()
-    return SimpleNamespace(
-        broker_public=broker_public,
-        broker_secret=broker_secret,
-        client_secret=client_secret,
-        producers=producers,
-        subscribers=subscribers,
-    )
-
-
-def curve_flags(keys: SimpleNamespace) -> list[str]:
-    return [
-        *("--curve-secret-key", str(keys.broker_secret)),
-        *("--curve-producers", str(keys.producers)),
-        *("--curve-subscribers", str(keys.subscribers)),
-    ]
 
 
 class TestBrokerSecretKeyMode:
@@ -46,28 +20,28 @@ class TestBrokerSecretKeyMode:
 
     @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620], ids=["0640", "0604", "0620"])
     def test_open_key_file_is_refused_with_the_fix(
-        self, broker_process: Callable[..., Any], keys: SimpleNamespace, mode: int
+        self, start_broker: Callable[..., BrokerProc], curve_keys: KeySet, mode: int
     ) -> None:
         """A key file group or others may read or write stops the broker with status 2 and says to chmod 600 it."""
-        keys.broker_secret.chmod(mode)
-        b = broker_process(*curve_flags(keys), wait=False)
+        curve_keys.broker_secret.chmod(mode)
+        b = start_broker(*curve_keys.broker_flags(), wait=False)
         assert b.wait(timeout=20) == 2, b.stderr()
         err = b.stderr()
-        assert f"chmod 600 {keys.broker_secret}" in err, err
+        assert f"chmod 600 {curve_keys.broker_secret}" in err, err
         assert f"{mode:04o}" in err and "--allow-open-secret-key" in err, err
         assert "Traceback" not in err, err
 
-    def test_private_key_file_starts(self, broker_process: Callable[..., Any], keys: SimpleNamespace) -> None:
+    def test_private_key_file_starts(self, start_broker: Callable[..., BrokerProc], curve_keys: KeySet) -> None:
         """A mode 0600 key file starts the broker (ready), with no word about the key's mode."""
-        keys.broker_secret.chmod(0o600)
-        b = broker_process(*curve_flags(keys))
+        curve_keys.broker_secret.chmod(0o600)
+        b = start_broker(*curve_keys.broker_flags())
         assert b.get("/readyz")[0] == 200
         assert "chmod" not in b.stderr()
 
-    def test_flag_accepts_an_open_key_file(self, broker_process: Callable[..., Any], keys: SimpleNamespace) -> None:
+    def test_flag_accepts_an_open_key_file(self, start_broker: Callable[..., BrokerProc], curve_keys: KeySet) -> None:
         """--allow-open-secret-key starts the broker with a mode 0644 key file."""
-        keys.broker_secret.chmod(0o644)
-        b = broker_process(*curve_flags(keys), "--allow-open-secret-key")
+        curve_keys.broker_secret.chmod(0o644)
+        b = start_broker(*curve_keys.broker_flags(), "--allow-open-secret-key")
         assert b.get("/readyz")[0] == 200
 
 
@@ -84,18 +58,18 @@ class TestOverrideSetting:
         with pytest.raises(ConfigError, match="allow_open_secret_key must be true or false"):
             BrokerConfig.load(env={var: "sometimes"})
 
-    def test_variable_accepts_an_open_key_file(self, keys: SimpleNamespace) -> None:
+    def test_variable_accepts_an_open_key_file(self, curve_keys: KeySet) -> None:
         """With the variable set to 1 an embedded broker starts on a mode 0640 key file."""
-        keys.broker_secret.chmod(0o640)
+        curve_keys.broker_secret.chmod(0o640)
         config = BrokerConfig.load(
             env={"LOGFABRIC_BROKER_ALLOW_OPEN_SECRET_KEY": "1"},
             pub_ingest="tcp://127.0.0.1:*",
             push_ingest="tcp://127.0.0.1:*",
             egress="tcp://127.0.0.1:*",
             http="off",
-            curve_secret_key=str(keys.broker_secret),
-            curve_producers=str(keys.producers),
-            curve_subscribers=str(keys.subscribers),
+            curve_secret_key=str(curve_keys.broker_secret),
+            curve_producers=str(curve_keys.producers),
+            curve_subscribers=str(curve_keys.subscribers),
         )
         broker = Broker(config).start()
         try:
@@ -103,16 +77,17 @@ class TestOverrideSetting:
         finally:
             broker.stop(drain_timeout=0)
 
-    def test_open_upstream_client_key_is_refused(self, keys: SimpleNamespace) -> None:
+    def test_open_upstream_client_key_is_refused(self, curve_keys: KeySet) -> None:
         """The secret key for --upstream (curve_client_key) is checked the same way, before anything binds."""
-        keys.client_secret.chmod(0o644)
+        client_secret = curve_keys.pair("client")
+        client_secret.chmod(0o644)
         options: dict[str, Any] = {
             "pub_ingest": "tcp://127.0.0.1:*",
             "push_ingest": "tcp://127.0.0.1:*",
             "egress": "tcp://127.0.0.1:*",
             "upstream": ("tcp://127.0.0.1:9",),
-            "curve_client_key": str(keys.client_secret),
-            "curve_upstream_key": str(keys.broker_public),
+            "curve_client_key": str(client_secret),
+            "curve_upstream_key": str(curve_keys.broker_public),
         }
         with pytest.raises(ConfigError, match=r"\(curve_client_key\) has mode 0644.*chmod 600"):
             Broker(**options).start()

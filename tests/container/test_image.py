@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 import fabric
+from tests.helpers.capture import Capture
+from tests.helpers.net import ROOT, free_ports
+from tests.helpers.waiting import send_until, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "logfabric-broker:test"
 REQUIRED = os.environ.get("LOGFABRIC_REQUIRE_DOCKER") == "1"
 
@@ -67,12 +67,6 @@ def _base_image_available(client: Any, base: str) -> None:
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _manifest_container() -> dict[str, Any]:
     docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/statefulset.yaml").read_text()))
     workload = next(d for d in docs if d and d.get("kind") in ("StatefulSet", "Deployment"))
@@ -106,7 +100,7 @@ def broker_container(image: str) -> Iterator[dict[str, Any]]:
 
     spec = _manifest_container()
     env = _manifest_env()
-    ports = {"pub": _free_port(), "push": _free_port(), "egress": _free_port(), "http": _free_port()}
+    ports = dict(zip(("pub", "push", "egress", "http"), free_ports(4), strict=True))
     env.update(
         LOGFABRIC_BROKER_PUB_INGEST=f"tcp://127.0.0.1:{ports['pub']}",
         LOGFABRIC_BROKER_PUSH_INGEST=f"tcp://127.0.0.1:{ports['push']}",
@@ -126,18 +120,17 @@ def broker_container(image: str) -> Iterator[dict[str, Any]]:
     container.start()
     try:
         http = f"http://127.0.0.1:{ports['http']}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def ready() -> bool:
             try:
                 with urllib.request.urlopen(f"{http}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                    return bool(r.status == 200)
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                logs = container.get_wrapped_container().logs().decode(errors="replace")
-                pytest.fail(f"the container never became ready:\n{logs}")
-            time.sleep(0.2)
+                return False
+
+        if not wait_until(ready, timeout=30, interval=0.2):
+            logs = container.get_wrapped_container().logs().decode(errors="replace")
+            pytest.fail(f"the container never became ready:\n{logs}")
         yield {"container": container, "ports": ports, "http": http, "env": env}
     finally:
         container.stop()
@@ -157,13 +150,12 @@ class TestImage:
     def test_records_cross_the_containerised_broker(self, broker_container: dict[str, Any]) -> None:
         """Records pushed from the host come back, complete and in order, to a host subscriber."""
         ports = broker_container["ports"]
-        got: list[str] = []
+        capture = Capture()
 
-        class Capture(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                got.append(record.getMessage())
+        def got() -> list[str]:
+            return [r.getMessage() for r in capture.records]
 
-        listener = fabric.ZmqListener(f"tcp://127.0.0.1:{ports['egress']}", Capture())
+        listener = fabric.ZmqListener(f"tcp://127.0.0.1:{ports['egress']}", capture)
         handler = fabric.ZmqHandler(f"tcp://127.0.0.1:{ports['push']}", service="container-test")
         log = logging.getLogger("container.test")
         log.propagate = False
@@ -172,17 +164,12 @@ class TestImage:
         with listener:
             try:
                 # The subscription needs a moment to reach the broker: probe until one returns.
-                deadline = time.monotonic() + 20
-                while "probe" not in got and time.monotonic() < deadline:
-                    log.info("probe")
-                    time.sleep(0.2)
-                assert "probe" in got, "no probe record came back through the container"
+                send_until(lambda _: log.info("probe"), lambda: "probe" in got(), timeout=20)
+                assert "probe" in got(), "no probe record came back through the container"
                 for i in range(500):
                     log.info("record %d", i)
-                deadline = time.monotonic() + 15
-                while "record 499" not in got and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert [m for m in got if m.startswith("record ")] == [f"record {i}" for i in range(500)]
+                wait_until(lambda: "record 499" in got(), timeout=15, interval=0.05)
+                assert [m for m in got() if m.startswith("record ")] == [f"record {i}" for i in range(500)]
                 assert listener.stats["gaps"] == 0
                 assert listener.stats["malformed"] == 0
             finally:

@@ -8,9 +8,9 @@ listener's subscription is known to have reached the broker before a test
 starts its app: probe records are sent until one comes back.
 
 Every wait is bounded, every app runs in its own process group and is killed
-with it at teardown, and all traffic stays on 127.0.0.1. Fixture names carry
-an ``fw_`` prefix so they never clash with ``tests/conftest.py``. The helpers
-behind them are in ``fwkit.py``.
+with it at teardown, and all traffic stays on 127.0.0.1. The helpers behind
+them are in ``fwkit.py``; what the apps sent has all arrived once a sentinel
+sent after them has (``Fabric.settle``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import fabric
-from tests.frameworks.fwkit import APPS, PROBE_SERVICE, App, Collector, Fabric, start_broker
+from tests.frameworks.fwkit import APPS, PROBE_SERVICE, App, Fabric, start_broker
+from tests.helpers.capture import Capture, emit
 from tests.helpers.waiting import send_until
 
 
@@ -30,18 +31,18 @@ from tests.helpers.waiting import send_until
 def fw_fabric(tmp_path: Path) -> Iterator[Fabric]:
     """A broker and a subscribed, probed listener that keeps everything; all stopped at teardown."""
     broker = start_broker(tmp_path)
-    collector = Collector()
+    collector = Capture()
     listener = fabric.ZmqListener(broker.egress, collector, mode="sub")
     probe = fabric.ZmqHandler(broker.push_ingest, service=PROBE_SERVICE, linger=0.5)
     try:
         listener.start()
 
         def send(n: int) -> None:
-            probe.handle(logging.LogRecord("fw.probe", logging.INFO, __file__, 1, "probe %d", (n,), None))
+            emit(probe, "fw.probe", "probe %d", n, level=logging.INFO)
 
         if send_until(send, lambda: collector.of(PROBE_SERVICE), timeout=10.0) is None:
             pytest.fail(f"no probe came back through the broker within 10 s:\n{broker.stderr()}")
-        yield Fabric(broker, listener, collector)
+        yield Fabric(broker, listener, collector, probe)
     finally:
         probe.close()
         listener.stop()
@@ -49,7 +50,7 @@ def fw_fabric(tmp_path: Path) -> Iterator[Fabric]:
 
 
 @pytest.fixture
-def fw_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+def start_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
     """Start app subprocesses (``start(argv, env=..., cwd=APPS)``); every process group is killed at teardown."""
     started: list[App] = []
 

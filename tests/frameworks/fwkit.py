@@ -1,4 +1,4 @@
-"""Helpers of the framework tests: the subscriber that keeps records, app subprocesses, delivery checks."""
+"""Helpers of the framework tests: the broker and subscriber, app subprocesses, delivery checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import logging.handlers
 import os
 import signal
 import subprocess
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
@@ -20,8 +18,9 @@ import pytest
 
 import fabric
 from tests.helpers.broker import BrokerProc
+from tests.helpers.capture import Capture, send_sentinel
 from tests.helpers.net import ROOT, child_env, http_get
-from tests.helpers.waiting import wait_quiet, wait_until
+from tests.helpers.waiting import wait_until
 
 #: The small projects the tests run (a WSGI app, an ASGI app, a Django project, a Celery app, scripts).
 APPS = Path(__file__).resolve().parent / "apps"
@@ -31,47 +30,18 @@ PROBE_SERVICE = "fw-probe"
 # --------------------------------------------------------------------------- the subscriber
 
 
-class Collector(logging.Handler):
-    """Keeps every record a listener delivers, safely across threads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._records: list[logging.LogRecord] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._guard:
-            self._records.append(record)
-
-    def all(self) -> list[logging.LogRecord]:
-        """Every record so far, probes and gap notices included."""
-        with self._guard:
-            return list(self._records)
-
-    def of(self, service: str, name: str | None = None) -> list[logging.LogRecord]:
-        """The records of ``service`` (and of logger ``name``), gap notices excluded."""
-        return [
-            r
-            for r in self.all()
-            if getattr(r, "service", None) == service
-            and r.name != "logfabric.gaps"
-            and (name is None or r.name == name)
-        ]
-
-    def gaps(self) -> list[logging.LogRecord]:
-        """The gap notices (records a producer sent that never arrived)."""
-        return [r for r in self.all() if r.name == "logfabric.gaps"]
-
-
 class Fabric:
-    """A broker subprocess and a listener on its egress feeding a :class:`Collector`."""
+    """A broker subprocess, a listener on its egress feeding a :class:`Capture`, and a probe producer."""
 
-    def __init__(self, broker: BrokerProc, listener: fabric.ZmqListener, collector: Collector) -> None:
+    def __init__(
+        self, broker: BrokerProc, listener: fabric.ZmqListener, collector: Capture, probe: fabric.ZmqHandler
+    ) -> None:
         self.broker = broker
         self.listener = listener
         self.collector = collector
+        self.probe = probe
+        """A producer of service :data:`PROBE_SERVICE` at the push ingest, where the apps send."""
         self.endpoint = broker.push_ingest
-        self.pub_endpoint = broker.pub_ingest
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of an app: this checkout and ``apps/`` importable, the broker in ``LOGFABRIC_ENDPOINT``."""
@@ -88,9 +58,14 @@ class Fabric:
         """Wait (bounded) until ``count`` records of ``service`` (and logger ``name``) arrived."""
         return wait_until(lambda: len(self.records(service, name)) >= count, timeout)
 
-    def settle(self, quiet: float = 0.5, timeout: float = 15.0) -> None:
-        """Wait (bounded) until nothing has arrived for ``quiet`` seconds."""
-        wait_quiet(lambda: len(self.collector.all()), quiet, timeout)
+    def settle(self, timeout: float = 15.0) -> None:
+        """Send a sentinel through the broker and wait (bounded) until the listener has it.
+
+        Called once the app's processes have exited: what they sent was at the
+        broker before the sentinel left, so it has arrived by then, and
+        whatever has not (a loss) or came twice (a duplicate) shows.
+        """
+        send_sentinel(self.probe, [self.collector], name="fw.probe", timeout=timeout)
 
     def check(self) -> None:
         """No gap notice and nothing malformed or failed at the subscriber."""
@@ -110,7 +85,7 @@ def exactly_once(records: Iterable[logging.LogRecord], key: Callable[[logging.Lo
 
 def _sorted(keys: Iterable[Hashable]) -> list[Any]:
     try:
-        return sorted(keys)  # type: ignore[type-var]
+        return sorted(keys)
     except TypeError:
         return sorted(keys, key=repr)
 
@@ -168,8 +143,9 @@ class App:
         return self.proc.pid
 
     def output(self) -> str:
-        """What the app printed so far."""
-        self._out.flush()
+        """What the app printed so far (after :meth:`kill` too)."""
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
@@ -192,15 +168,17 @@ class App:
 
     def wait_http(self, address: str, path: str = "/", timeout: float = 30.0) -> None:
         """Wait (bounded) until ``GET path`` on ``address`` answers; fail with the app's output otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             if self.proc.poll() is not None:
                 pytest.fail(f"{self.argv!r} exited {self.proc.returncode} before serving:\n{self.output()[-4000:]}")
             with contextlib.suppress(OSError):
                 http_get(address, path, timeout=1.0)
-                return
-            time.sleep(0.05)
-        pytest.fail(f"{self.argv!r} did not serve {address} within {timeout} s:\n{self.output()[-4000:]}")
+                return True
+            return False
+
+        if not wait_until(serving, timeout, 0.05):
+            pytest.fail(f"{self.argv!r} did not serve {address} within {timeout} s:\n{self.output()[-4000:]}")
 
     def wait_output(self, text: str, timeout: float = 30.0) -> None:
         """Wait (bounded) until the app printed ``text``; fail with its output otherwise."""

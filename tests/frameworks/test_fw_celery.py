@@ -20,16 +20,16 @@ QUIET = ["--without-gossip", "--without-mingle", "--without-heartbeat", "--hostn
 
 
 def test_prefork_pool_delivers_every_task_record_once(
-    fw_fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path
+    fw_fabric: Fabric, start_app: Callable[..., App], tmp_path: Path
 ) -> None:
     """40 tasks over two pool processes: each task's record and the failing task's traceback arrive exactly once."""
     env = fw_fabric.env(SHOP_CELERY_DATA=str(tmp_path / "celery"))
-    worker = fw_app([*WORKER, *QUIET], env=env)
+    worker = start_app([*WORKER, *QUIET], env=env)
     # The worker's own records come through the fabric too: its "ready" line says it is consuming.
     ready = lambda: any(r.getMessage() == "shop@localhost ready." for r in fw_fabric.records("shop-worker"))  # noqa: E731
     if not wait_until(lambda: ready() or worker.proc.poll() is not None, timeout=60) or not ready():
         pytest.fail(f"the worker never logged that it is ready; output:\n{worker.output()[-4000:]}")
-    out = fw_app([sys.executable, str(APPS / "celery_client.py"), str(TASKS)], env=env).finish(timeout=90)
+    out = start_app([sys.executable, str(APPS / "celery_client.py"), str(TASKS)], env=env).finish(timeout=90)
     assert f"results {TASKS + 1} total {sum(n * 150 for n in range(TASKS))}" in out, out
     worker.signal(signal.SIGTERM)  # warm shutdown
     assert worker.wait(30) == 0, worker.output()[-4000:]

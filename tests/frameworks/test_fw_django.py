@@ -17,19 +17,19 @@ SITE = APPS / "djsite"
 MANAGE = [sys.executable, str(SITE / "manage.py")]
 
 
-def test_manage_py_check_starts_with_the_class_form(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_manage_py_check_starts_with_the_class_form(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """``manage.py check`` configures LOGGING (a ZmqHandler) and finishes cleanly."""
-    out = fw_app([*MANAGE, "check"], env=fw_fabric.env(), cwd=SITE).finish(timeout=60)
+    out = start_app([*MANAGE, "check"], env=fw_fabric.env(), cwd=SITE).finish(timeout=60)
     assert "System check identified no issues" in out, out
 
 
-def run_command(fabric: Fabric, fw_app: Callable[..., App], *options: str) -> None:
+def run_command(fabric: Fabric, start_app: Callable[..., App], *options: str) -> None:
     """Run ``manage.py shiplogs 200 OPTIONS``; its 200 records and its traceback arrive exactly once."""
     count = 200
-    command = fw_app([*MANAGE, "shiplogs", str(count), *options], env=fabric.env(), cwd=SITE)
+    command = start_app([*MANAGE, "shiplogs", str(count), *options], env=fabric.env(), cwd=SITE)
     command.finish(timeout=60)
     assert fabric.wait_for("shop-django", count + 1, name="shop.jobs")
-    fabric.settle(quiet=0.3)
+    fabric.settle()
 
     jobs = exactly_once(fabric.records("shop-django", "shop.jobs"), key=lambda r: r.job)
     assert_delivered(jobs, range(-1, count), "management command records")
@@ -45,20 +45,20 @@ def run_command(fabric: Fabric, fw_app: Callable[..., App], *options: str) -> No
     fabric.check()
 
 
-def test_management_command_delivers_every_record_once(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_management_command_delivers_every_record_once(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """A management command's 200 records and its traceback arrive exactly once, with typed extras."""
-    run_command(fw_fabric, fw_app)
+    run_command(fw_fabric, start_app)
 
 
-def test_factory_key_form_works_on_every_python(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_factory_key_form_works_on_every_python(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """``"()": "fabric.ZmqHandler"`` in LOGGING: the same records arrive, on 3.12.1 too."""
-    run_command(fw_fabric, fw_app, "--settings", "djsite.settings_factory")
+    run_command(fw_fabric, start_app, "--settings", "djsite.settings_factory")
 
 
-def test_runserver_requests_and_errors_arrive_once(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_runserver_requests_and_errors_arrive_once(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """Under ``runserver``: each view's record, each request line and the 500's traceback arrive exactly once."""
     address = f"127.0.0.1:{free_port()}"
-    server = fw_app([*MANAGE, "runserver", "--noreload", address], env=fw_fabric.env(), cwd=SITE)
+    server = start_app([*MANAGE, "runserver", "--noreload", address], env=fw_fabric.env(), cwd=SITE)
     server.wait_http(address, "/health")
     requests = 40
     for n in range(requests):
@@ -86,11 +86,11 @@ def test_runserver_requests_and_errors_arrive_once(fw_fabric: Fabric, fw_app: Ca
     fw_fabric.check()
 
 
-def test_install_then_django_setup_keeps_shipping(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_install_then_django_setup_keeps_shipping(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """``fabric.install()`` then ``django.setup()``: the records logged after setup arrive too."""
     after = 20
     env = fw_fabric.env(LOGFABRIC_SERVICE="shop-boot")
-    fw_app([sys.executable, str(SITE / "install_then_setup.py"), str(after)], env=env, cwd=SITE).finish(timeout=60)
+    start_app([sys.executable, str(SITE / "install_then_setup.py"), str(after)], env=env, cwd=SITE).finish(timeout=60)
     fw_fabric.settle()
     steps = exactly_once(fw_fabric.records("shop-boot", "shop.boot"), key=lambda r: r.step)
     assert_delivered(steps, range(after + 1), "records around django.setup()")

@@ -18,12 +18,12 @@ REQUESTS = 60
 
 
 def test_preloaded_app_with_three_workers_delivers_every_record_once(
-    fw_fabric: Fabric, fw_app: Callable[..., App]
+    fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """Every request's app and access record, each worker's boot record and a traceback arrive exactly once."""
     address = f"127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "gunicorn", "-c", str(APPS / "gunicorn_conf.py"), "--bind", address, "wsgi_app:app"]
-    app = fw_app(argv, env=fw_fabric.env())
+    app = start_app(argv, env=fw_fabric.env())
     app.wait_http(address, "/health")
     served_by = {}
     for n in range(REQUESTS):

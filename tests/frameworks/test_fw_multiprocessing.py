@@ -14,21 +14,21 @@ pytestmark = pytest.mark.timeout(60)
 COUNT = 40
 
 
-def run(fabric: Fabric, fw_app: Callable[..., App], method: str, where: str) -> tuple[App, list[int]]:
+def run(fabric: Fabric, start_app: Callable[..., App], method: str, where: str) -> tuple[App, list[int]]:
     """Run ``mp_children.py METHOD WHERE COUNT``; return the app and the pids of its pool processes."""
     env = fabric.env(LOGFABRIC_SERVICE=f"batch-{method}-{where}")
-    app = fw_app([sys.executable, str(APPS / "mp_children.py"), method, where, str(COUNT)], env=env)
+    app = start_app([sys.executable, str(APPS / "mp_children.py"), method, where, str(COUNT)], env=env)
     (line,) = [line for line in app.finish(timeout=45).splitlines() if line.startswith("workers ")]
-    fabric.settle(quiet=0.3)
+    fabric.settle()
     return app, [int(pid) for pid in line.split()[1:]]
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_logging_set_up_in_the_pool_initializer_ships_every_child_record(
-    method: str, fw_fabric: Fabric, fw_app: Callable[..., App]
+    method: str, fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """install() in the pool's initializer: every item's record arrives once, from the process that ran it."""
-    app, workers = run(fw_fabric, fw_app, method, "initializer")
+    app, workers = run(fw_fabric, start_app, method, "initializer")
     records = exactly_once(fw_fabric.records(f"batch-{method}-initializer", "shop.batch"), key=lambda r: r.item)
     assert_delivered(records, range(-1, COUNT), f"{method} pool records")
     assert records[-1].process == app.pid
@@ -40,10 +40,10 @@ def test_logging_set_up_in_the_pool_initializer_ships_every_child_record(
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_logging_set_up_only_under_main_ships_nothing_from_fresh_interpreters(
-    method: str, fw_fabric: Fabric, fw_app: Callable[..., App]
+    method: str, fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """install() only under ``if __name__ == "__main__"``: spawn and forkserver children ship nothing."""
-    app, workers = run(fw_fabric, fw_app, method, "main")
+    app, workers = run(fw_fabric, start_app, method, "main")
     records = fw_fabric.records(f"batch-{method}-main", "shop.batch")
     assert [(r.getMessage(), r.process) for r in records] == [("batch started", app.pid)]
     assert workers and app.pid not in workers

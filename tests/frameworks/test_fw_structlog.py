@@ -15,11 +15,11 @@ pytestmark = pytest.mark.timeout(60)
 COUNT = 50
 
 
-def run(fabric: Fabric, fw_app: Callable[..., App], recipe: str) -> dict[Any, Any]:
+def run(fabric: Fabric, start_app: Callable[..., App], recipe: str) -> dict[Any, Any]:
     """Run ``structlog_app.py RECIPE COUNT`` and index what arrived by ``order``."""
     env = fabric.env(LOGFABRIC_SERVICE=f"structlog-{recipe}")
-    fw_app([sys.executable, str(APPS / "structlog_app.py"), recipe, str(COUNT)], env=env).finish(timeout=30)
-    fabric.settle(quiet=0.3)
+    start_app([sys.executable, str(APPS / "structlog_app.py"), recipe, str(COUNT)], env=env).finish(timeout=30)
+    fabric.settle()
     records = fabric.records(f"structlog-{recipe}")
     assert {r.name for r in records} == {"shop.orders"}, {r.name for r in records}
     return exactly_once(records, key=lambda r: getattr(r, "order", r.getMessage()))
@@ -44,14 +44,14 @@ def check(fabric: Fabric, records: dict[Any, Any]) -> None:
 
 
 def test_processor_formatter_recipe_ships_key_values_as_typed_attributes(
-    fw_fabric: Fabric, fw_app: Callable[..., App]
+    fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """wrap_for_formatter: user_id=42 arrives as record.user_id == 42, the event as the message."""
-    check(fw_fabric, run(fw_fabric, fw_app, "formatter"))
+    check(fw_fabric, run(fw_fabric, start_app, "formatter"))
 
 
 def test_render_to_log_kwargs_recipe_ships_key_values_as_typed_attributes(
-    fw_fabric: Fabric, fw_app: Callable[..., App]
+    fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """render_to_log_kwargs: user_id=42 arrives as record.user_id == 42, the event as the message."""
-    check(fw_fabric, run(fw_fabric, fw_app, "kwargs"))
+    check(fw_fabric, run(fw_fabric, start_app, "kwargs"))

@@ -28,21 +28,21 @@ def log_config(fabric: Fabric, tmp_path: Path) -> Path:
     return path
 
 
-def serve(fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path, *options: str, **env: str) -> tuple[App, str]:
+def serve(fabric: Fabric, start_app: Callable[..., App], tmp_path: Path, *options: str, **env: str) -> tuple[App, str]:
     """Start ``uvicorn asgi_app:app --log-config ... OPTIONS``; wait until ``/health`` (which logs nothing) answers."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--log-config", str(log_config(fabric, tmp_path)), *options]
-    app = fw_app(argv, env=fabric.env(**env))
+    app = start_app(argv, env=fabric.env(**env))
     app.wait_http(f"127.0.0.1:{port}", "/health")
     return app, f"127.0.0.1:{port}"
 
 
 def test_log_config_ships_every_record_and_ctrl_c_delivers_the_last_ones(
-    fw_fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path
+    fw_fabric: Fabric, start_app: Callable[..., App], tmp_path: Path
 ) -> None:
     """--log-config with the class form starts; records flow while serving; after SIGINT (Ctrl-C) nothing is lost."""
-    app, address = serve(fw_fabric, fw_app, tmp_path, SHOP_SHUTDOWN_RECORDS="3")
+    app, address = serve(fw_fabric, start_app, tmp_path, SHOP_SHUTDOWN_RECORDS="3")
     for n in range(REQUESTS):
         status, body = http_get(address, f"/order/{n}")
         assert status == 200, body
@@ -73,7 +73,7 @@ def test_log_config_ships_every_record_and_ctrl_c_delivers_the_last_ones(
     fw_fabric.check()
 
 
-def quiet_sigterm(fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path, **env: str) -> App:
+def quiet_sigterm(fabric: Fabric, start_app: Callable[..., App], tmp_path: Path, **env: str) -> App:
     """Serve an app that logs only on its way out; SIGTERM it while the broker is frozen for half a second.
 
     The app's socket connects at its first record, during shutdown; the broker
@@ -82,11 +82,11 @@ def quiet_sigterm(fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path, **
     a flush on the way out, waiting within ``linger``, delivers those records.
     """
     quiet = ("--log-level", "warning", "--no-access-log")
-    app, _ = serve(fabric, fw_app, tmp_path, *quiet, SHOP_SHUTDOWN_RECORDS="3", **env)
+    app, _ = serve(fabric, start_app, tmp_path, *quiet, SHOP_SHUTDOWN_RECORDS="3", **env)
     fabric.broker.signal(signal.SIGSTOP)
     try:
         app.signal(signal.SIGTERM)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a duration: the broker stays frozen half a second around the signal
     finally:
         fabric.broker.signal(signal.SIGCONT)
     assert app.wait(20) == -signal.SIGTERM, "uvicorn re-raises SIGTERM: it should die of it"
@@ -104,24 +104,24 @@ def check_shutdown_records(fabric: Fabric, app: App) -> None:
 
 
 def test_sigterm_delivers_what_a_quiet_app_logs_during_shutdown(
-    fw_fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path
+    fw_fabric: Fabric, start_app: Callable[..., App], tmp_path: Path
 ) -> None:
     """An app that logs only on its way out, the broker slow to answer: after SIGTERM all three records arrive."""
-    check_shutdown_records(fw_fabric, quiet_sigterm(fw_fabric, fw_app, tmp_path))
+    check_shutdown_records(fw_fabric, quiet_sigterm(fw_fabric, start_app, tmp_path))
 
 
 def test_logging_shutdown_in_the_lifespan_delivers_before_sigterm_is_re_raised(
-    fw_fabric: Fabric, fw_app: Callable[..., App], tmp_path: Path
+    fw_fabric: Fabric, start_app: Callable[..., App], tmp_path: Path
 ) -> None:
     """The same shutdown, with ``logging.shutdown()`` at the end of the lifespan: all three records arrive."""
-    check_shutdown_records(fw_fabric, quiet_sigterm(fw_fabric, fw_app, tmp_path, SHOP_SHUTDOWN_FLUSH="1"))
+    check_shutdown_records(fw_fabric, quiet_sigterm(fw_fabric, start_app, tmp_path, SHOP_SHUTDOWN_FLUSH="1"))
 
 
-def run_after_install(fabric: Fabric, fw_app: Callable[..., App], *options: str) -> None:
+def run_after_install(fabric: Fabric, start_app: Callable[..., App], *options: str) -> None:
     """``uvicorn_run.py PORT OPTIONS``: REQUESTS orders, then Ctrl-C; every record after install() arrived."""
     port = free_port()
     env = fabric.env(LOGFABRIC_SERVICE="shop-run")
-    app = fw_app([sys.executable, str(APPS / "uvicorn_run.py"), str(port), *options], env=env)
+    app = start_app([sys.executable, str(APPS / "uvicorn_run.py"), str(port), *options], env=env)
     app.wait_http(f"127.0.0.1:{port}", "/health")
     for n in range(REQUESTS):
         assert http_get(f"127.0.0.1:{port}", f"/order/{n}")[0] == 200
@@ -135,13 +135,13 @@ def run_after_install(fabric: Fabric, fw_app: Callable[..., App], *options: str)
     fabric.check()
 
 
-def test_install_then_uvicorn_run_keeps_shipping(fw_fabric: Fabric, fw_app: Callable[..., App]) -> None:
+def test_install_then_uvicorn_run_keeps_shipping(fw_fabric: Fabric, start_app: Callable[..., App]) -> None:
     """``fabric.install()`` then ``uvicorn.run()``: the app's records logged while serving arrive too."""
-    run_after_install(fw_fabric, fw_app)
+    run_after_install(fw_fabric, start_app)
 
 
 def test_install_then_uvicorn_run_with_log_config_none_keeps_shipping(
-    fw_fabric: Fabric, fw_app: Callable[..., App]
+    fw_fabric: Fabric, start_app: Callable[..., App]
 ) -> None:
     """``uvicorn.run(..., log_config=None)`` keeps the logging install() set up: every record arrives."""
-    run_after_install(fw_fabric, fw_app, "keep")
+    run_after_install(fw_fabric, start_app, "keep")

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +31,8 @@ from fabric._intake import REORDER_WINDOW, GapNotice
 from fabric._record import ReceivedRecord
 from fabric.codec import ProducerIdentity
 from fabric.topic import MAX_TOPIC, make_topic
+from tests.helpers.net import tcp_endpoint
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -140,12 +140,6 @@ class Seen(logging.Handler):
             return text in self.sentinels
 
 
-def free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
 @pytest.fixture(scope="module")
 def sender() -> Iterator[Any]:
     """A zmq context for the raw PUSH sockets of this module (closed with linger 0)."""
@@ -165,7 +159,7 @@ def push_to(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[by
 @pytest.fixture(scope="module")
 def listener_link(sender: Any) -> Iterator[tuple[fabric.ZmqListener, Seen, zmq.Socket[bytes]]]:
     """A started pull ZmqListener (level WARNING) and a raw PUSH socket connected to it."""
-    endpoint = free_endpoint()
+    endpoint = tcp_endpoint()
     seen = Seen()
     listener = fabric.ZmqListener(endpoint, seen, mode="pull", bind=True, level="WARNING")
     listener.start()
@@ -180,7 +174,7 @@ def listener_link(sender: Any) -> Iterator[tuple[fabric.ZmqListener, Seen, zmq.S
 @pytest.fixture(scope="module")
 def subscription_link(sender: Any) -> Iterator[tuple[fabric.Subscription, zmq.Socket[bytes]]]:
     """A pull subscribe() iterator (services 'fuzzer' and 'sentinel') and a raw PUSH socket connected to it."""
-    endpoint = free_endpoint()
+    endpoint = tcp_endpoint()
     sub = fabric.subscribe(endpoint, mode="pull", bind=True, services=["fuzzer", "sentinel"], timeout=10)
     sock = push_to(sender, endpoint)
     try:
@@ -212,10 +206,7 @@ def test_listener_accounts_for_every_message(listener_link: Any, fuzz_wire: Any,
     batch = data.draw(st.lists(messages(fuzz_wire), min_size=1, max_size=15))
     before = dict(listener.stats)
     text = send_batch(sock, fuzz_wire, batch)
-    deadline = time.monotonic() + 10
-    while not seen.has(text):
-        assert time.monotonic() < deadline, f"sentinel lost; stats {listener.stats}"
-        time.sleep(0.002)
+    assert wait_until(lambda: seen.has(text), timeout=10, interval=0.002), f"sentinel lost; stats {listener.stats}"
     after = dict(listener.stats)
     assert counted(after) - counted(before) == len(batch) + 1, (before, after, batch)
     assert after["errors"] == before["errors"], after

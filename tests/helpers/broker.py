@@ -8,15 +8,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
+import fabric
 from broker import Broker
+from fabric.curve import CurveKeys
+from tests.helpers.capture import Capture
 from tests.helpers.net import ROOT, child_env, free_ports, http_get
+from tests.helpers.waiting import wait_until
 
 
 class Metrics:
@@ -116,16 +122,18 @@ class BrokerProc:
 
     def wait_ready(self, timeout: float = 20.0) -> BrokerProc:
         """Wait (bounded) until /readyz answers 200; fail with the broker's stderr otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 pytest.fail(f"broker exited {self.proc.returncode} before it was ready:\n{self.stderr()}")
             with contextlib.suppress(OSError):
-                if self.get("/readyz", timeout=1.0)[0] == 200:
-                    return self
-            time.sleep(0.05)
-        pytest.fail(f"broker not ready within {timeout} s:\n{self.stderr()}")
+                return self.get("/readyz", timeout=1.0)[0] == 200
+            return False
+
+        if not wait_until(ready, timeout, interval=0.05):
+            pytest.fail(f"broker not ready within {timeout} s:\n{self.stderr()}")
+        return self
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         """Send ``signum`` to the broker process."""
@@ -187,3 +195,82 @@ def embedded_brokers(stop_drain: float, **defaults: Any) -> Iterator[Callable[..
     finally:
         for broker in made:
             broker.stop(drain_timeout=stop_drain)
+
+
+def embedded_metrics(broker: Broker) -> Metrics:
+    """An embedded broker's /metrics, parsed (it must serve HTTP)."""
+    status, body = http_get(broker.endpoints["http"], "/metrics", timeout=5)
+    assert status == 200, body[:200]
+    return Metrics(body)
+
+
+def auth_refused(broker: Broker, socket: str, reason: str) -> float:
+    """``logfabric_broker_auth_refused_total{socket, reason}`` of an embedded broker (0 if absent)."""
+    return embedded_metrics(broker).total("logfabric_broker_auth_refused_total", socket=socket, reason=reason)
+
+
+def records_received(broker: Broker, ingest: str) -> float:
+    """``logfabric_broker_records_received_total{ingest}`` of an embedded broker (0 if absent)."""
+    return embedded_metrics(broker).total("logfabric_broker_records_received_total", ingest=ingest)
+
+
+@dataclass(frozen=True)
+class RoutedBroker:
+    """One broker process fed by a push and a pub producer process, read by two filtered listeners.
+
+    What it holds once both producers have logged :attr:`plan` and both
+    listeners have the producers' sentinels (see the ``routed_broker`` fixture).
+    """
+
+    broker: BrokerProc
+    plan: list[tuple[str, int, int]]
+    warn: fabric.ZmqListener
+    """level="WARNING"; feeds :attr:`warn_capture`."""
+    db: fabric.ZmqListener
+    """loggers=["app.db"]; feeds :attr:`db_capture`."""
+    warn_capture: Capture
+    db_capture: Capture
+    probe_handler: fabric.ZmqHandler
+    probes: int
+    """Probe records sent through :attr:`probe_handler` before the producers started."""
+    reports: dict[str, dict[str, Any]]
+    """Each producer's report, by service (``pusher``, ``publisher``)."""
+    sync: dict[str, int]
+    """By service: the producer's probes and sentinel that reached the listeners (each listener got them all)."""
+
+
+def new_pair_delivers(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    producer_at: str,
+    egress: str,
+    timeout: float = 10.0,
+    kind: int = zmq.PUSH,
+    keys: Mapping[str, CurveKeys] | None = None,
+) -> float | None:
+    """Seconds until a new raw producer at ``producer_at`` reaches a new raw subscriber at ``egress`` (None: never).
+
+    The producer (PUSH, or ``kind``) sends a record every 100 ms until the
+    subscriber has one or ``timeout`` runs out. ``keys`` holds the CURVE client
+    keys of the roles that need them (``producers``, ``subscribers``).
+    """
+    keys = keys or {}
+    began = time.monotonic()
+    sub, prod = ctx.socket(zmq.SUB), ctx.socket(kind)
+    for sock, role in ((sub, "subscribers"), (prod, "producers")):
+        sock.setsockopt(zmq.LINGER, 0)
+        if role in keys:
+            keys[role].apply(sock)
+    try:
+        prod.setsockopt(zmq.SNDTIMEO, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"2newcomer")
+        sub.connect(egress)
+        prod.connect(producer_at)
+        while time.monotonic() - began < timeout:
+            with contextlib.suppress(zmq.Again):
+                prod.send(b"2newcomer\x00svc\x00payload")
+            if sub.poll(100):
+                return time.monotonic() - began
+        return None
+    finally:
+        sub.close(linger=0)
+        prod.close(linger=0)

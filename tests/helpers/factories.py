@@ -1,15 +1,20 @@
-"""Factories behind the fixtures that hand out handlers, listeners and zmq contexts, each cleaned up on exit."""
+"""Factories behind the fixtures that hand out handlers, listeners and zmq contexts, each cleaned up on exit.
+
+Also :class:`Link`, what the ``make_link`` fixture wires up.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import zmq
 
 import fabric
+from tests.helpers.capture import Capture
 
 H = TypeVar("H", bound=logging.Handler)
 
@@ -85,3 +90,14 @@ def zmq_context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
         yield ctx
     finally:
         ctx.destroy(linger=0)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One producer handler wired to one started listener, with a logger that feeds the handler."""
+
+    handler: fabric.ZmqHandler
+    listener: fabric.ZmqListener
+    capture: Capture
+    logger: logging.Logger
+    endpoint: str

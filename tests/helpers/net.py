@@ -60,3 +60,9 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def from_source(endpoint: str, source: str) -> str:
+    """``endpoint`` connected from the loopback address ``source`` (libzmq's ``tcp://SRC:0;DST:PORT``)."""
+    host, port = host_port(endpoint)
+    return f"tcp://{source}:0;{host}:{port}"

@@ -1,4 +1,8 @@
-"""Bounded polling: every wait in the tests ends, so a broken fabric fails a test instead of hanging it."""
+"""Bounded waits: every wait in the tests ends, so a broken fabric fails a test instead of hanging it.
+
+Nothing here sleeps for its own sake: each loop polls a condition (or paces
+what it sends) and gives up at a deadline.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval)
+
+
+def poll_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """:func:`wait_until` for what another process answers (HTTP, ``/proc``, a broker): 10 s, every 20 ms."""
+    return wait_until(predicate, timeout, interval)
 
 
 def wait_quiet(measure: Callable[[], object], quiet: float = 0.5, timeout: float = 15.0) -> bool:
@@ -48,3 +57,21 @@ def send_until(send: Callable[[int], object], arrived: Callable[[], object], tim
             return sent
         if time.monotonic() > deadline:
             return None
+
+
+def stream_until(
+    emit: Callable[[int], object], done: Callable[[], object], timeout: float = 15.0, interval: float = 0.01
+) -> int:
+    """Call ``emit(0)``, ``emit(1)``, ... one every ``interval`` s until ``done()`` or the timeout; return the count.
+
+    The caller checks ``done()`` afterwards: the stream also ends at the
+    timeout. Unlike :func:`send_until` this keeps a steady stream going, for a
+    consumer that must see consecutive records.
+    """
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while not done() and time.monotonic() < deadline:
+        emit(sent)
+        sent += 1
+        time.sleep(interval)
+    return sent

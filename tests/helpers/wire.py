@@ -1,4 +1,4 @@
-"""The current frame layout of real producers, learnt from a real handler, to frame hand-made payloads."""
+"""Messages made by hand: the frame layout of real producers (:class:`Wire`), records and frames (:class:`Craft`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import zmq
 
 import fabric
+from fabric.codec import Encoder, ProducerIdentity
+from fabric.topic import join_message, make_topic
 
 
 class Wire:
@@ -53,3 +55,25 @@ class Wire:
     def message(self, payload: bytes) -> list[bytes]:
         """``payload`` framed as a real producer frames its payloads."""
         return [*self.leading, self.prefix + payload]
+
+
+class Craft:
+    """Builds records and wire messages by hand, as a foreign or hostile producer would."""
+
+    identity = ProducerIdentity("raw-svc", "raw-host", 4242, 0xFEEDFACE)
+
+    @staticmethod
+    def record(name: str, msg: str, levelno: int = logging.INFO, **extra: object) -> logging.LogRecord:
+        """A LogRecord built without logging.getLogger (so no local logger is created)."""
+        fields = {"name": name, "msg": msg, "levelno": levelno, "levelname": logging.getLevelName(levelno)}
+        return logging.makeLogRecord({**fields, **extra})
+
+    @classmethod
+    def frames(cls, record: logging.LogRecord, seq: int, codec: str = "protobuf") -> list[bytes]:
+        """The one-frame message (topic NUL payload) this identity sends as its ``seq``-th record on its topic."""
+        return [
+            join_message(
+                make_topic(record.levelno, record.name, cls.identity.service),
+                Encoder(cls.identity, codec).encode(record, seq),  # type: ignore[arg-type]
+            )
+        ]

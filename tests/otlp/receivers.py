@@ -191,7 +191,7 @@ class HttpReceiver(_Receiver):
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.05)
+                time.sleep(0.05)  # retry interval: the port is still held by the receiver's last run
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -252,7 +252,7 @@ class GrpcReceiver(_Receiver):
         while server.add_insecure_port(f"127.0.0.1:{self.port}") == 0:
             if time.monotonic() > deadline:
                 raise OSError(f"cannot listen on 127.0.0.1:{self.port}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # retry interval: the port is still held by the receiver's last run
         server.start()
         self._server = server
         return self

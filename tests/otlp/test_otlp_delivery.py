@@ -98,9 +98,9 @@ class TestRetry:
         for i in range(1500):
             pipe.logger.info("r%d", i)
             if i % 100 == 0:
-                time.sleep(0.2)
+                time.sleep(0.2)  # a duration: the records come over 3 s while the receiver is down
         assert wait_until(lambda: pipe.otlp.stats["retried"] >= 2, 10)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a duration: the receiver stays down half a second more
         http_receiver.start()
         assert http_receiver.wait_records(1500, timeout=30), pipe.otlp.stats
         assert http_receiver.bodies() == [f"r{i}" for i in range(1500)]
@@ -288,9 +288,11 @@ class TestOwnThread:
             assert wait_until(lambda: otlp.stats["dropped"] == 1, 10)
             logging.getLogger("tests.otlp.feedback").warning("second")
             assert http_receiver.wait_records(1)
-            time.sleep(0.3)
+            # a sentinel: what the handler's own thread logged about "first" is queued ahead of it
+            logging.getLogger("tests.otlp.feedback").warning("sentinel")
+            assert http_receiver.wait_records(2)
         finally:
             root.removeHandler(otlp)
-        assert http_receiver.bodies() == ["second"]
-        assert settled(otlp, 2)
-        assert otlp.stats["exported"] == 1
+        assert http_receiver.bodies() == ["second", "sentinel"]
+        assert settled(otlp, 3)
+        assert otlp.stats["exported"] == 2

@@ -16,26 +16,16 @@ import time
 import pytest
 
 from fabric.codec import severity_number
+from tests.helpers.capture import Capture
 from tests.otlp.receivers import Exported
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Keep(logging.Handler):
-    """Keeps the producer's own records, to compare with what was exported."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def one(receiver, pipe, log, *args, **kwargs) -> tuple[Exported, logging.LogRecord]:
     """Call ``log(*args, **kwargs)`` to log one record through ``pipe``; return what the receiver got and the
     producer's record."""
-    keep = Keep()
+    keep = Capture()
     pipe.logger.addHandler(keep)
     try:
         log(*args, **kwargs)
@@ -58,7 +48,7 @@ class TestRecordFields:
     def test_every_standard_field(self, http_receiver, make_otlp, pipeline, codec):
         """Each field of the record lands in its OTLP field or semantic-convention attribute."""
         pipe = pipeline(make_otlp(http_receiver.url), codec=codec, service="checkout")
-        keep = Keep()
+        keep = Capture()
         pipe.logger.addHandler(keep)
         before = time.time_ns()
         line = inspect.currentframe().f_lineno + 1

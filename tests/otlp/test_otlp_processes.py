@@ -23,7 +23,7 @@ import pytest
 from tests.helpers.broker import BrokerProc
 from tests.helpers.factories import handler_factory
 from tests.helpers.net import ROOT, child_env, tcp_endpoint
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import stream_until, wait_until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -137,13 +137,8 @@ def producer(broker: BrokerProc, make_logger) -> Iterator[Callable[[str], Callab
 
 def stream(log: Callable[[int], None], until: Callable[[], bool], timeout: float = 20.0) -> int:
     """Call ``log(0)``, ``log(1)``, ... every 10 ms until ``until()`` (bounded); return how many were sent."""
-    deadline = time.monotonic() + timeout
-    sent = 0
-    while not until():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s ({sent} sent)"
-        log(sent)
-        sent += 1
-        time.sleep(0.01)
+    sent = stream_until(log, until, timeout)
+    assert until(), f"condition not met within {timeout} s ({sent} sent)"
     return sent
 
 

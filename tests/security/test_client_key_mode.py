@@ -18,6 +18,8 @@ import pytest
 import fabric
 from fabric.config import listen_from_config
 from fabric.curve import ENV_ALLOW_OPEN_KEY, ENV_CLIENT_KEY, ENV_SERVER_KEY, CurveError, check_secret_key_mode
+from tests.helpers.capture import PROBE, probe_until
+from tests.helpers.keys import KeySet
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
 
@@ -49,7 +51,7 @@ class TestRefusal:
 
     @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o644, 0o660, 0o666], ids=oct)
     @pytest.mark.parametrize("client", sorted(BUILDERS))
-    def test_an_open_key_is_refused(self, curve_keys: Any, client: str, mode: int) -> None:
+    def test_an_open_key_is_refused(self, curve_keys: KeySet, client: str, mode: int) -> None:
         """A key readable or writable by group or others raises CurveError saying chmod 600 and how to override."""
         curve_keys.producer.chmod(mode)
         with pytest.raises(CurveError) as caught:
@@ -61,14 +63,14 @@ class TestRefusal:
 
     @pytest.mark.parametrize("mode", [0o600, 0o400, 0o700], ids=oct)
     @pytest.mark.parametrize("client", sorted(BUILDERS))
-    def test_a_private_key_is_accepted(self, curve_keys: Any, client: str, mode: int) -> None:
+    def test_a_private_key_is_accepted(self, curve_keys: KeySet, client: str, mode: int) -> None:
         """A key only its owner can read (0600, 0400, 0700) is accepted."""
         curve_keys.producer.chmod(mode)
         build(client, **curve_keys.client(curve_keys.producer))
 
     @pytest.mark.parametrize("client", sorted(BUILDERS))
     def test_an_open_key_named_by_the_environment_is_refused(
-        self, curve_keys: Any, client: str, monkeypatch: pytest.MonkeyPatch
+        self, curve_keys: KeySet, client: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Keys from $LOGFABRIC_CURVE_SERVER_KEY / $LOGFABRIC_CURVE_CLIENT_KEY are checked the same way."""
         curve_keys.producer.chmod(0o640)
@@ -77,7 +79,7 @@ class TestRefusal:
         with pytest.raises(CurveError, match=r"chmod 600 .*\(from LOGFABRIC_CURVE_SERVER_KEY"):
             build(client)
 
-    def test_a_symlink_is_judged_by_the_file_it_names(self, curve_keys: Any, tmp_path: Path) -> None:
+    def test_a_symlink_is_judged_by_the_file_it_names(self, curve_keys: KeySet, tmp_path: Path) -> None:
         """A 0777 symbolic link to a 0600 key is accepted; a link to a 0644 key is refused."""
         link = tmp_path / "link.key_secret"
         link.symlink_to(curve_keys.producer)
@@ -86,7 +88,7 @@ class TestRefusal:
         with pytest.raises(CurveError, match="has mode 0644"):
             build("ZmqListener", **curve_keys.client(link))
 
-    def test_the_check_alone(self, curve_keys: Any, tmp_path: Path) -> None:
+    def test_the_check_alone(self, curve_keys: KeySet, tmp_path: Path) -> None:
         """check_secret_key_mode refuses an open file, accepts a private one, and explains a missing one."""
         curve_keys.producer.chmod(0o600)
         check_secret_key_mode(curve_keys.producer)
@@ -102,7 +104,7 @@ class TestOverride:
 
     @pytest.mark.parametrize("client", sorted(BUILDERS))
     def test_the_environment_variable_overrides(
-        self, curve_keys: Any, client: str, monkeypatch: pytest.MonkeyPatch
+        self, curve_keys: KeySet, client: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With LOGFABRIC_CURVE_ALLOW_OPEN_KEY=1 every client accepts a 0640 key."""
         curve_keys.producer.chmod(0o640)
@@ -110,21 +112,23 @@ class TestOverride:
         build(client, **curve_keys.client(curve_keys.producer))
 
     @pytest.mark.parametrize("value", ["0", "", "yes", "true"])
-    def test_other_values_do_not_override(self, curve_keys: Any, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_other_values_do_not_override(
+        self, curve_keys: KeySet, value: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Only the value 1 overrides: 0, empty, yes and true still refuse."""
         curve_keys.producer.chmod(0o640)
         monkeypatch.setenv(ENV_ALLOW_OPEN_KEY, value)
         with pytest.raises(CurveError, match="chmod 600"):
             build("ZmqListener", **curve_keys.client(curve_keys.producer))
 
-    def test_the_listener_keyword_overrides(self, curve_keys: Any) -> None:
+    def test_the_listener_keyword_overrides(self, curve_keys: KeySet) -> None:
         """ZmqListener(curve_allow_open_key=True) accepts a 0640 key; the check function takes allow_open."""
         curve_keys.producer.chmod(0o640)
         listener = fabric.ZmqListener(NOWHERE, curve_allow_open_key=True, **curve_keys.client(curve_keys.producer))
         assert listener.curve is not None
         check_secret_key_mode(curve_keys.producer, allow_open=True)
 
-    def test_a_config_file_can_override(self, curve_keys: Any, tmp_path: Path) -> None:
+    def test_a_config_file_can_override(self, curve_keys: KeySet, tmp_path: Path) -> None:
         """listen_from_config accepts "curve_allow_open_key": true in its listener section."""
         curve_keys.producer.chmod(0o640)
         section = {"endpoints": [NOWHERE], **curve_keys.client(curve_keys.producer)}
@@ -134,13 +138,13 @@ class TestOverride:
         listener.stop()
 
     def test_an_overridden_key_still_completes_a_real_handshake(
-        self, curve_keys: Any, curve_broker: Any, make_listener: Any, make_handler: Any, capture: Any, sec: Any
+        self, curve_keys: KeySet, start_curve_broker: Any, make_listener: Any, make_handler: Any, capture: Any
     ) -> None:
         """A 0640 subscriber key accepted by the override subscribes through a real CURVE broker."""
         curve_keys.subscriber.chmod(0o640)
-        broker = curve_broker()
+        broker = start_curve_broker()
         options = curve_keys.client(curve_keys.subscriber)
         make_listener(broker.endpoints["egress"], capture, curve_allow_open_key=True, **options)
         producer = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-        sec.probe(producer, lambda: len(capture.named(sec.PROBE)))
-        assert capture.named(sec.PROBE)[0].levelno == logging.ERROR
+        probe_until(producer, lambda: len(capture.named(PROBE)))
+        assert capture.named(PROBE)[0].levelno == logging.ERROR

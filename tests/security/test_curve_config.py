@@ -20,10 +20,13 @@ from broker import Broker, BrokerConfig, ConfigError
 from broker.cli import main as broker_main
 from fabric import tail
 from fabric.curve import ENV_CLIENT_KEY, ENV_SERVER_KEY, CurveError, client_keys
+from tests.helpers.broker import Metrics, auth_refused
+from tests.helpers.capture import PROBE, Capture, emit, probe_until, send_sentinel
+from tests.helpers.keys import KeySet
+from tests.helpers.net import ROOT, http_get
+from tests.helpers.waiting import poll_until, send_until
 
 pytestmark = pytest.mark.timeout(60)
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -37,16 +40,15 @@ def _no_curve_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_environment_configures_handler_and_listener(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
+    make_capture: Callable[..., Capture],
     monkeypatch: pytest.MonkeyPatch,
-    sec: Any,
 ) -> None:
     """With only LOGFABRIC_CURVE_SERVER_KEY / _CLIENT_KEY set, a handler and a listener connect with CURVE."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     monkeypatch.setenv(ENV_SERVER_KEY, str(curve_keys.broker_public))
     monkeypatch.setenv(ENV_CLIENT_KEY, str(curve_keys.subscriber))
     capture = make_capture()
@@ -55,12 +57,12 @@ def test_environment_configures_handler_and_listener(
     handler = make_handler(broker.endpoints["push_ingest"])
     assert handler.curve is not None and listener.curve is not None
     assert handler.curve.public != listener.curve.public
-    sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
-    sec.emit(handler, "sec.data", "via the environment")
-    assert sec.wait(lambda: len(capture.named("sec.data")) == 1, timeout=10)
+    probe_until(handler, lambda: len(capture.named(PROBE)))
+    emit(handler, "sec.data", "via the environment")
+    assert poll_until(lambda: len(capture.named("sec.data")) == 1, timeout=10)
 
 
-def test_options_win_over_the_environment(curve_keys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_options_win_over_the_environment(curve_keys: KeySet, monkeypatch: pytest.MonkeyPatch) -> None:
     """Explicit paths are used even when the variables point elsewhere."""
     monkeypatch.setenv(ENV_SERVER_KEY, "/nonexistent/broker.key")
     monkeypatch.setenv(ENV_CLIENT_KEY, "/nonexistent/me.key_secret")
@@ -79,7 +81,7 @@ def test_no_keys_no_curve() -> None:
 
 
 @pytest.mark.parametrize("which", [ENV_SERVER_KEY, ENV_CLIENT_KEY])
-def test_half_the_environment_is_an_error(curve_keys: Any, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+def test_half_the_environment_is_an_error(curve_keys: KeySet, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
     """One variable without the other fails, naming the missing one, instead of falling back to plaintext."""
     monkeypatch.setenv(which, str(curve_keys.broker_public))
     other = ENV_CLIENT_KEY if which == ENV_SERVER_KEY else ENV_SERVER_KEY
@@ -87,7 +89,7 @@ def test_half_the_environment_is_an_error(curve_keys: Any, monkeypatch: pytest.M
         fabric.ZmqHandler("tcp://127.0.0.1:1")
 
 
-def test_half_the_options_is_an_error(curve_keys: Any) -> None:
+def test_half_the_options_is_an_error(curve_keys: KeySet) -> None:
     """curve_server_key without curve_client_key (and the reverse) fails, naming the missing option."""
     with pytest.raises(CurveError, match="curve_client_key is missing"):
         fabric.ZmqListener("tcp://127.0.0.1:1", curve_server_key=str(curve_keys.broker_public))
@@ -112,7 +114,7 @@ def _clear_errors(keys: Any, tmp_path: Path) -> list[tuple[dict[str, str], str]]
     ]
 
 
-def test_clear_errors(curve_keys: Any, tmp_path: Path) -> None:
+def test_clear_errors(curve_keys: KeySet, tmp_path: Path) -> None:
     """Each unusable key file raises a CurveError (a ValueError) that says what to do."""
     for change, message in _clear_errors(curve_keys, tmp_path):
         options = {**curve_keys.client(curve_keys.producer), **change}
@@ -125,7 +127,7 @@ def test_clear_errors(curve_keys: Any, tmp_path: Path) -> None:
                 build(options)
 
 
-def test_curve_on_a_bound_socket_is_refused(curve_keys: Any, tmp_path: Path) -> None:
+def test_curve_on_a_bound_socket_is_refused(curve_keys: KeySet, tmp_path: Path) -> None:
     """A binding handler or listener with client keys is refused with advice (only the broker is a CURVE server)."""
     options = curve_keys.client(curve_keys.producer)
     with pytest.raises(CurveError, match="a socket that binds would have to be the server"):
@@ -136,14 +138,13 @@ def test_curve_on_a_bound_socket_is_refused(curve_keys: Any, tmp_path: Path) -> 
 
 
 def test_dictconfig_handler_with_curve(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """dictConfig builds a CURVE ZmqHandler from plain strings, and its records arrive."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     capture = make_capture()
     make_listener(broker.endpoints["egress"], capture, **curve_keys.client(curve_keys.subscriber))
     name = "sec.dictconfig"
@@ -167,23 +168,22 @@ def test_dictconfig_handler_with_curve(
     handler = logger.handlers[0]
     try:
         assert isinstance(handler, fabric.ZmqHandler) and handler.curve is not None
-        sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+        probe_until(handler, lambda: len(capture.named(PROBE)))
         logger.warning("configured by dictConfig")
-        assert sec.wait(lambda: len(capture.named(name)) == 1, timeout=10)
+        assert poll_until(lambda: len(capture.named(name)) == 1, timeout=10)
     finally:
         logger.removeHandler(handler)
         handler.close()
 
 
 def test_listen_from_config_with_curve(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """The "listener" section takes curve_server_key / curve_client_key; a bad key is a one-line ConfigError."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     capture = make_capture()
     logging.getLogger("sec.cfg").addHandler(capture)
     config: dict[str, Any] = {
@@ -198,10 +198,7 @@ def test_listen_from_config_with_curve(
     try:
         assert listener.curve is not None
         handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not capture.named("sec.cfg"):
-            sec.emit(handler, "sec.cfg", "from a config file")
-            time.sleep(0.05)
+        send_until(lambda _: emit(handler, "sec.cfg", "from a config file"), lambda: capture.named("sec.cfg"))
         assert capture.named("sec.cfg")
     finally:
         listener.stop()
@@ -212,25 +209,23 @@ def test_listen_from_config_with_curve(
 
 
 def test_tail_with_curve_flags(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     capsys: pytest.CaptureFixture[str],
-    sec: Any,
 ) -> None:
     """`logfabric tail --curve-server-key --curve-client-key` prints records from a CURVE broker."""
     import threading
 
-    broker = curve_broker()
+    broker = start_curve_broker()
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
     stop = threading.Event()
 
     def keep_logging() -> None:
         n = 0
-        while not stop.is_set():
-            sec.emit(handler, "sec.tail", f"tail me {n}")
+        while not stop.wait(0.02):  # a record every 20 ms until the tail is done
+            emit(handler, "sec.tail", f"tail me {n}")
             n += 1
-            time.sleep(0.02)
 
     feeder = threading.Thread(target=keep_logging, daemon=True)
     feeder.start()
@@ -258,7 +253,7 @@ def test_tail_with_curve_flags(
     assert out.out.count("tail me") == 3
 
 
-def test_tail_bad_key_exits_2(curve_keys: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_tail_bad_key_exits_2(curve_keys: KeySet, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """tail with a missing key file exits 2 with one line naming the file, no traceback."""
     status = tail.main(["tcp://127.0.0.1:1", "--curve-server-key", str(tmp_path / "x.key"), "--curve-client-key", "y"])
     err = capsys.readouterr().err
@@ -268,7 +263,7 @@ def test_tail_bad_key_exits_2(curve_keys: Any, capsys: pytest.CaptureFixture[str
 # --------------------------------------------------------------------------- broker
 
 
-def test_broker_config_from_flags_env_and_file(curve_keys: Any, tmp_path: Path) -> None:
+def test_broker_config_from_flags_env_and_file(curve_keys: KeySet, tmp_path: Path) -> None:
     """The five CURVE settings load from a file, LOGFABRIC_BROKER_* variables and flags, later winning."""
     config_file = tmp_path / "broker.toml"
     config_file.write_text(
@@ -286,7 +281,7 @@ def test_broker_config_from_flags_env_and_file(curve_keys: Any, tmp_path: Path) 
     assert empty.curve is False
 
 
-def test_broker_curve_settings_come_together(curve_keys: Any) -> None:
+def test_broker_curve_settings_come_together(curve_keys: KeySet) -> None:
     """A secret key without both allow-lists (or the reverse) is refused, naming what is missing."""
     with pytest.raises(ConfigError, match="missing: curve_producers, curve_subscribers"):
         BrokerConfig(curve_secret_key=str(curve_keys.broker_secret))
@@ -304,7 +299,7 @@ def test_broker_curve_settings_come_together(curve_keys: Any) -> None:
     ],
 )
 def test_broker_cli_bad_keys_exit_2(
-    curve_keys: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
+    curve_keys: KeySet, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
 ) -> None:
     """`logfabric broker` with an unusable key or allow-list exits 2 with one line saying what is wrong."""
     paths = {
@@ -332,33 +327,32 @@ def test_broker_cli_bad_keys_exit_2(
 
 
 def test_allow_list_changes_apply_without_a_restart(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """A key copied into the allow-list is accepted on the next connection; a removed key is refused again."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     capture = make_capture()
     make_listener(broker.endpoints["egress"], capture, **curve_keys.client(curve_keys.subscriber))
     newcomer = curve_keys.pair("newcomer")
     curve_keys.allow(curve_keys.producers, newcomer)
     assert broker.allowed_keys()["producers"] == 1  # not read yet: the next handshake looks
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(newcomer))
-    sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+    probe_until(handler, lambda: len(capture.named(PROBE)))
     assert broker.allowed_keys()["producers"] == 2
     (curve_keys.producers / "newcomer.key").unlink()
     time.sleep(1.1)  # a listed key is re-checked at most once a second
     again = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(newcomer))
-    before = sec.refused(broker, "push_ingest", "unknown_key")
-    sec.emit(again, "sec.data", "after removal")
-    assert sec.wait(lambda: sec.refused(broker, "push_ingest", "unknown_key") > before, timeout=10)
+    before = auth_refused(broker, "push_ingest", "unknown_key")
+    emit(again, "sec.data", "after removal")
+    assert poll_until(lambda: auth_refused(broker, "push_ingest", "unknown_key") > before, timeout=10)
     assert broker.allowed_keys()["producers"] == 1
 
 
-def test_broker_process_from_environment(curve_keys: Any, tmp_path: Path, sec: Any) -> None:
+def test_broker_process_from_environment(curve_keys: KeySet, tmp_path: Path) -> None:
     """`python -m broker` configured only by LOGFABRIC_BROKER_CURVE_* variables serves CURVE and refuses plaintext."""
     import socket as _socket
 
@@ -391,17 +385,19 @@ def test_broker_process_from_environment(curve_keys: Any, tmp_path: Path, sec: A
     listener = None
     try:
 
-        class _Fake:
-            endpoints = {"http": f"127.0.0.1:{ports[3]}"}
+        def metrics() -> Metrics:
+            status, body = http_get(f"127.0.0.1:{ports[3]}", "/metrics", timeout=5)
+            assert status == 200, body[:200]
+            return Metrics(body)
 
         def ready() -> bool:
             try:
-                return sec.metrics(_Fake()).get(("logfabric_broker_ready", ()), 0) == 1
+                return metrics().get("logfabric_broker_ready") == 1
             except OSError:
                 return False
 
-        assert sec.wait(ready, timeout=20), stderr.read_text()
-        capture = _Capture()
+        assert poll_until(ready, timeout=20), stderr.read_text()
+        capture = Capture()
         listener = fabric.ZmqListener(
             f"tcp://127.0.0.1:{ports[2]}", capture, **curve_keys.client(curve_keys.subscriber)
         )
@@ -409,14 +405,17 @@ def test_broker_process_from_environment(curve_keys: Any, tmp_path: Path, sec: A
         good = fabric.ZmqHandler(f"tcp://127.0.0.1:{ports[1]}", linger=0.5, **curve_keys.client(curve_keys.producer))
         plain = fabric.ZmqHandler(f"tcp://127.0.0.1:{ports[1]}", linger=0.0)
         handlers += [good, plain]
-        sec.probe(good, lambda: capture.count(sec.PROBE))
+        probe_until(good, lambda: capture.count(PROBE))
         for i in range(20):
-            sec.emit(plain, "sec.plain", f"plain {i}")
-        key = ("logfabric_broker_auth_refused_total", (("reason", "plaintext"), ("socket", "push_ingest")))
-        aborted = ("logfabric_broker_auth_refused_total", (("reason", "aborted"), ("socket", "push_ingest")))
-        assert sec.wait(lambda: sum(sec.metrics(_Fake()).get(k, 0) for k in (key, aborted)) >= 1, timeout=10)
+            emit(plain, "sec.plain", f"plain {i}")
+        refused = "logfabric_broker_auth_refused_total"
+        assert poll_until(
+            lambda: sum(metrics().total(refused, reason=r, socket="push_ingest") for r in ("plaintext", "aborted")) >= 1
+        )
+        # the plaintext producer's records would be ahead of a sentinel from the same ingest
+        send_sentinel(good, [capture])
         assert capture.count("sec.plain") == 0
-        assert sec.metrics(_Fake())[("logfabric_broker_curve_allowed_keys", (("list", "producers"),))] == 1
+        assert metrics().get("logfabric_broker_curve_allowed_keys", list="producers") == 1
     finally:
         for h in handlers:
             h.close()
@@ -430,18 +429,6 @@ def test_broker_process_from_environment(curve_keys: Any, tmp_path: Path, sec: A
             proc.wait(5)
     log = stderr.read_text()
     assert "producers allow-list" in log and "on push_ingest (" in log
-
-
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.names.append(record.name)
-
-    def count(self, name: str) -> int:
-        return self.names.count(name)
 
 
 def test_tail_help_lists_the_curve_flags(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,10 @@ import zmq
 
 import fabric
 from broker import Broker
+from tests.helpers.broker import auth_refused, records_received
+from tests.helpers.capture import PROBE, Capture, emit, probe_until
+from tests.helpers.keys import KeySet
+from tests.helpers.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,38 +29,36 @@ def _messages(capture: Any) -> list[str]:
 @pytest.mark.parametrize("mode", ["push", "pub"])
 def test_records_cross_with_curve(
     mode: str,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """Every record of a registered producer (push or pub) reaches a registered subscriber through a CURVE broker."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     capture = make_capture()
     listener = make_listener(broker.endpoints["egress"], capture, **curve_keys.client(curve_keys.subscriber))
     handler = make_handler(broker.endpoints[f"{mode}_ingest"], mode=mode, **curve_keys.client(curve_keys.producer))
-    sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+    probe_until(handler, lambda: len(capture.named(PROBE)))
     for i in range(COUNT):
-        sec.emit(handler, "sec.data", f"record {i}")
-    assert sec.wait(lambda: len(_messages(capture)) >= COUNT, timeout=15)
+        emit(handler, "sec.data", f"record {i}")
+    assert poll_until(lambda: len(_messages(capture)) >= COUNT, timeout=15)
     assert _messages(capture) == [f"record {i}" for i in range(COUNT)]
     assert listener.stats["malformed"] == 0 and listener.stats["gaps"] == 0
     assert handler.stats["dropped"] == 0
-    assert sec.refused(broker, f"{mode}_ingest", "unknown_key") == 0
-    assert sec.refused(broker, "egress", "unknown_key") == 0
+    assert auth_refused(broker, f"{mode}_ingest", "unknown_key") == 0
+    assert auth_refused(broker, "egress", "unknown_key") == 0
 
 
 def test_subscribe_iterator_with_curve(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_subscription: Callable[..., fabric.Subscription],
-    sec: Any,
 ) -> None:
     """subscribe() with a registered subscriber key yields the records of a registered producer."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     records = make_subscription(broker.endpoints["egress"], timeout=15.0, **curve_keys.client(curve_keys.subscriber))
     got: list[tuple[str, str]] = []
 
@@ -69,9 +71,9 @@ def test_subscribe_iterator_with_curve(
     reader = threading.Thread(target=iterate, daemon=True)
     reader.start()
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-    sec.probe(handler, lambda: sum(name == sec.PROBE for name, _ in list(got)))
+    probe_until(handler, lambda: sum(name == PROBE for name, _ in list(got)))
     for i in range(50):
-        sec.emit(handler, "sec.data", f"record {i}")
+        emit(handler, "sec.data", f"record {i}")
     reader.join(20)
     assert not reader.is_alive()
     assert [m for name, m in got if name == "sec.data"] == [f"record {i}" for i in range(50)]
@@ -79,22 +81,21 @@ def test_subscribe_iterator_with_curve(
 
 
 def test_pipeline_consumer_with_a_subscriber_key(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """The pipeline is a CURVE server of the subscribers' list: a subscriber key pulls every record."""
-    broker = curve_broker(pipeline="tcp://127.0.0.1:*")
+    broker = start_curve_broker(pipeline="tcp://127.0.0.1:*")
     capture = make_capture()
     make_listener(broker.endpoints["pipeline"], capture, mode="pull", **curve_keys.client(curve_keys.subscriber))
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-    sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+    probe_until(handler, lambda: len(capture.named(PROBE)))
     for i in range(100):
-        sec.emit(handler, "sec.data", f"record {i}")
-    assert sec.wait(lambda: len(_messages(capture)) >= 100, timeout=10)
+        emit(handler, "sec.data", f"record {i}")
+    assert poll_until(lambda: len(_messages(capture)) >= 100, timeout=10)
     assert _messages(capture) == [f"record {i}" for i in range(100)]
 
 
@@ -161,29 +162,28 @@ def tap() -> Iterator[Callable[[str], _Tap]]:
 @pytest.mark.parametrize("curve", [True, False], ids=["curve", "plaintext"])
 def test_the_wire_is_encrypted(
     curve: bool,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
+    make_capture: Callable[..., Capture],
     tap: Callable[[str], _Tap],
-    sec: Any,
 ) -> None:
     """With CURVE a record's text never appears in the producer's TCP bytes; without it (the control), it does."""
     if curve:
-        broker = curve_broker()
+        broker = start_curve_broker()
         producer, subscriber = curve_keys.client(curve_keys.producer), curve_keys.client(curve_keys.subscriber)
     else:
-        broker = curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
+        broker = start_curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
         producer, subscriber = {}, {}
     relay = tap(broker.endpoints["push_ingest"])
     capture = make_capture()
     make_listener(broker.endpoints["egress"], capture, **subscriber)
     handler = make_handler(relay.endpoint, **producer)
-    sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
+    probe_until(handler, lambda: len(capture.named(PROBE)))
     secret = "card 4111-1111-1111-1111 for ada@example.com"
-    sec.emit(handler, "sec.data", secret)
-    assert sec.wait(lambda: secret in _messages(capture), timeout=10)
+    emit(handler, "sec.data", secret)
+    assert poll_until(lambda: secret in _messages(capture), timeout=10)
     with relay._lock:
         seen = bytes(relay.seen)
     assert len(seen) > 100
@@ -195,19 +195,18 @@ def test_the_wire_is_encrypted(
 
 
 def test_curve_client_to_a_plaintext_broker_gets_nothing(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
-    sec: Any,
 ) -> None:
     """Keys are never silently dropped: a CURVE producer cannot talk to a plaintext broker (0 records taken in)."""
-    broker = curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
+    broker = start_curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
     for i in range(20):
-        sec.emit(handler, "sec.data", f"record {i}")
+        emit(handler, "sec.data", f"record {i}")
     # the mismatch shows as a protocol error, or as the CURVE client hanging up first ("other")
-    assert sec.wait(lambda: sum(broker.refusals("push_ingest").values()) >= 1, timeout=10)
-    assert sec.received(broker, "push") == 0
+    assert poll_until(lambda: sum(broker.refusals("push_ingest").values()) >= 1, timeout=10)
+    assert records_received(broker, "push") == 0
 
 
 def test_zmq_has_curve() -> None:
@@ -216,12 +215,11 @@ def test_zmq_has_curve() -> None:
 
 
 def test_replicas_sharing_a_key_behind_dns(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
-    sec: Any,
+    make_capture: Callable[..., Capture],
 ) -> None:
     """Two brokers with one key (a StatefulSet's replicas) and one dns+tcp:// subscriber: records from both arrive."""
     port = None
@@ -229,7 +227,7 @@ def test_replicas_sharing_a_key_behind_dns(
     for address in ("127.0.0.2", "127.0.0.3"):
         egress = f"tcp://{address}:{port}" if port else f"tcp://{address}:*"
         try:
-            broker = curve_broker(egress=egress)
+            broker = start_curve_broker(egress=egress)
         except ValueError as exc:  # pragma: no cover - a loopback without 127.0.0.2-3
             pytest.skip(f"cannot bind {egress}: {exc}")
         port = int(broker.endpoints["egress"].rpartition(":")[2])
@@ -245,7 +243,7 @@ def test_replicas_sharing_a_key_behind_dns(
         handler = make_handler(
             broker.endpoints["push_ingest"], service=f"via-{i}", **curve_keys.client(curve_keys.producer)
         )
-        sec.probe(handler, lambda: len(capture.named(sec.PROBE)))
-        sec.emit(handler, "sec.data", f"from broker {i}")
-    assert sec.wait(lambda: len(capture.named("sec.data")) == 2, timeout=10)
+        probe_until(handler, lambda: len(capture.named(PROBE)))
+        emit(handler, "sec.data", f"from broker {i}")
+    assert poll_until(lambda: len(capture.named("sec.data")) == 2, timeout=10)
     assert sorted(r.getMessage() for r in capture.named("sec.data")) == ["from broker 0", "from broker 1"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import zmq
 
 import fabric
 from broker import Broker
+from tests.helpers.broker import auth_refused, embedded_metrics, records_received
+from tests.helpers.capture import PROBE, Capture, emit, probe_until, send_sentinel
+from tests.helpers.keys import KeySet
+from tests.helpers.waiting import poll_until, stream_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,16 +21,16 @@ pytestmark = pytest.mark.timeout(60)
 TRYING = 1.5
 
 
-def _refused(sec: Any, broker: Broker, role: str, reason: str) -> float:
+def _refused(broker: Broker, role: str, reason: str) -> float:
     """Refusals of ``reason``; for plaintext peers also ``aborted``, their other face.
 
     A client without CURVE notices the mechanism mismatch as the broker does;
     whichever side acts first decides whether the broker sees a protocol
     error (``plaintext``) or a peer hanging up mid-handshake (``aborted``).
     """
-    count = sec.refused(broker, role, reason)
+    count = auth_refused(broker, role, reason)
     if reason == "plaintext":
-        count += sec.refused(broker, role, "aborted")
+        count += auth_refused(broker, role, "aborted")
     return float(count)
 
 
@@ -38,15 +40,9 @@ def _logged(message: str, role: str, reason: str) -> bool:
     return any(f"on {role} ({r})" in message for r in reasons)
 
 
-def _try_producing(handler: fabric.ZmqHandler, sec: Any, seconds: float = TRYING) -> int:
-    """Log records through ``handler`` for ``seconds``; return how many were logged."""
-    deadline = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < deadline:
-        sec.emit(handler, "sec.intruder", f"forged {n}")
-        n += 1
-        time.sleep(0.01)
-    return n
+def _try_producing(handler: fabric.ZmqHandler, seconds: float = TRYING) -> int:
+    """Log records through ``handler`` for ``seconds`` (one every 10 ms); return how many were logged."""
+    return stream_until(lambda n: emit(handler, "sec.intruder", f"forged {n}"), lambda: False, seconds)
 
 
 @pytest.mark.parametrize("mode", ["push", "pub"])
@@ -54,38 +50,37 @@ def _try_producing(handler: fabric.ZmqHandler, sec: Any, seconds: float = TRYING
 def test_refused_producer_gets_zero_records_in(
     mode: str,
     who: str,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
+    make_capture: Callable[..., Capture],
     caplog: pytest.LogCaptureFixture,
-    sec: Any,
 ) -> None:
     """An unregistered key or no CURVE at a producer: 0 records taken in or delivered; refusal counted and logged."""
     caplog.set_level(logging.WARNING, logger="logfabric.broker")
-    broker = curve_broker()
+    broker = start_curve_broker()
     role, reason = f"{mode}_ingest", ("unknown_key" if who == "unregistered key" else "plaintext")
     capture = make_capture()
     make_listener(broker.endpoints["egress"], capture, **curve_keys.client(curve_keys.subscriber))
     good = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-    sec.probe(good, lambda: len(capture.named(sec.PROBE)))  # the subscriber is attached and hears everything
-    before = sec.received(broker, mode)  # the probes, in push mode
+    probe_until(good, lambda: len(capture.named(PROBE)))  # the subscriber is attached and hears everything
+    before = records_received(broker, mode)  # the probes, in push mode
     options = curve_keys.client(curve_keys.stranger) if reason == "unknown_key" else {}
     intruder = make_handler(broker.endpoints[role], mode=mode, **options)
-    logged = _try_producing(intruder, sec)
-    assert sec.wait(lambda: _refused(sec, broker, role, reason) >= 1, timeout=10)
+    logged = _try_producing(intruder)
+    assert poll_until(lambda: _refused(broker, role, reason) >= 1, timeout=10)
     assert logged > 50
-    assert capture.named("sec.intruder") == []
-    assert sec.received(broker, mode) == before  # nothing crossed the ingest
+    assert records_received(broker, mode) == before  # nothing crossed the ingest
     messages = [r.getMessage() for r in caplog.records if r.name == "logfabric.broker"]
     assert any(_logged(m, role, reason) for m in messages), messages
     if reason == "unknown_key":  # the log names the refused key, so an operator can find its owner
         stranger = fabric.curve.load_key_pair(curve_keys.stranger)[0].decode()
         assert any(stranger in m for m in messages)
-    # the legitimate producer is unaffected
-    sec.emit(good, "sec.data", "still here")
-    assert sec.wait(lambda: len(capture.named("sec.data")) == 1, timeout=10)
+    # the legitimate producer is unaffected; its record, sent after the intruder's, is the sentinel
+    emit(good, "sec.data", "still here")
+    assert poll_until(lambda: len(capture.named("sec.data")) == 1, timeout=10)
+    assert capture.named("sec.intruder") == []
 
 
 @pytest.mark.parametrize("who", ["unregistered key", "plaintext", "producer key"])
@@ -93,17 +88,16 @@ def test_refused_producer_gets_zero_records_in(
 def test_refused_subscriber_gets_zero_records_out(
     who: str,
     where: str,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
     make_listener: Callable[..., fabric.ZmqListener],
-    make_capture: Callable[..., Any],
+    make_capture: Callable[..., Capture],
     caplog: pytest.LogCaptureFixture,
-    sec: Any,
 ) -> None:
     """At the egress and the pipeline, an unregistered key, a plaintext peer or a producer's key receives 0 records."""
     caplog.set_level(logging.WARNING, logger="logfabric.broker")
-    broker = curve_broker(pipeline="tcp://127.0.0.1:*")
+    broker = start_curve_broker(pipeline="tcp://127.0.0.1:*")
     reason = "plaintext" if who == "plaintext" else "unknown_key"
     key = {"unregistered key": curve_keys.stranger, "producer key": curve_keys.producer}.get(who)
     mode = "sub" if where == "egress" else "pull"
@@ -111,16 +105,16 @@ def test_refused_subscriber_gets_zero_records_out(
     intruder = make_listener(
         broker.endpoints[where], intruder_capture, mode=mode, **(curve_keys.client(key) if key else {})
     )
-    assert sec.wait(lambda: _refused(sec, broker, where, reason) >= 1, timeout=10)
+    assert poll_until(lambda: _refused(broker, where, reason) >= 1, timeout=10)
     # a registered subscriber proves records flow while the intruder stays empty
     capture = make_capture()
     make_listener(broker.endpoints["egress"], capture, **curve_keys.client(curve_keys.subscriber))
     good = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.producer))
-    sec.probe(good, lambda: len(capture.named(sec.PROBE)))
+    probe_until(good, lambda: len(capture.named(PROBE)))
     for i in range(200):
-        sec.emit(good, "sec.data", f"record {i}")
-    assert sec.wait(lambda: len(capture.named("sec.data")) == 200, timeout=10)
-    time.sleep(0.3)
+        emit(good, "sec.data", f"record {i}")
+    assert poll_until(lambda: len(capture.named("sec.data")) == 200, timeout=10)
+    send_sentinel(good, [capture])  # what the broker sent with the 200 has reached whoever was connected
     assert len(intruder_capture) == 0
     assert intruder.stats["received"] == 0 and intruder.stats["malformed"] == 0
     messages = [r.getMessage() for r in caplog.records if r.name == "logfabric.broker"]
@@ -128,47 +122,44 @@ def test_refused_subscriber_gets_zero_records_out(
 
 
 def test_subscriber_key_cannot_produce(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
-    sec: Any,
 ) -> None:
     """The allow-lists are separate: a subscriber's key is refused at both ingests."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     for mode in ("push", "pub"):
         role = f"{mode}_ingest"
         handler = make_handler(broker.endpoints[role], mode=mode, **curve_keys.client(curve_keys.subscriber))
-        _try_producing(handler, sec, 0.3)
-        assert sec.wait(lambda r=role: sec.refused(broker, r, "unknown_key") >= 1, timeout=10)
-        assert sec.received(broker, mode) == 0
+        _try_producing(handler, 0.3)
+        assert poll_until(lambda r=role: auth_refused(broker, r, "unknown_key") >= 1, timeout=10)
+        assert records_received(broker, mode) == 0
 
 
 def test_wrong_server_key_is_a_bad_handshake(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
-    sec: Any,
 ) -> None:
     """A registered producer holding another server's public key cannot complete the handshake: counted, 0 taken in."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     handler = make_handler(
         broker.endpoints["push_ingest"],
         curve_server_key=str(curve_keys.other_broker_public),
         curve_client_key=str(curve_keys.producer),
     )
-    _try_producing(handler, sec, 0.5)
-    assert sec.wait(lambda: sec.refused(broker, "push_ingest", "bad_handshake") >= 1, timeout=10)
-    assert sec.received(broker, "push") == 0
+    _try_producing(handler, 0.5)
+    assert poll_until(lambda: auth_refused(broker, "push_ingest", "bad_handshake") >= 1, timeout=10)
+    assert records_received(broker, "push") == 0
 
 
 def test_refusal_log_is_rate_limited(
-    curve_broker: Callable[..., Broker],
+    start_curve_broker: Callable[..., Broker],
     caplog: pytest.LogCaptureFixture,
-    sec: Any,
 ) -> None:
     """Ten plaintext peers in a burst are all counted, but logged once (with a count of the rest later)."""
     caplog.set_level(logging.WARNING, logger="logfabric.broker")
-    broker = curve_broker()
+    broker = start_curve_broker()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         for _ in range(10):
@@ -176,7 +167,7 @@ def test_refusal_log_is_rate_limited(
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RECONNECT_IVL, 10_000)  # one handshake each
             sock.connect(broker.endpoints["push_ingest"])
-        assert sec.wait(lambda: _refused(sec, broker, "push_ingest", "plaintext") >= 10, timeout=10)
+        assert poll_until(lambda: _refused(broker, "push_ingest", "plaintext") >= 10, timeout=10)
     finally:
         ctx.destroy(linger=0)
     for reason in ("plaintext", "aborted"):
@@ -186,24 +177,23 @@ def test_refusal_log_is_rate_limited(
 
 
 def test_refusals_are_also_in_the_handshake_metrics(
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_handler: Callable[..., fabric.ZmqHandler],
-    sec: Any,
 ) -> None:
     """An unknown key also shows in the existing logfabric_broker_malformed_total{reason="auth"}."""
-    broker = curve_broker()
+    broker = start_curve_broker()
     handler = make_handler(broker.endpoints["push_ingest"], **curve_keys.client(curve_keys.stranger))
-    _try_producing(handler, sec, 0.2)
-    key = ("logfabric_broker_malformed_total", (("reason", "auth"), ("socket", "push_ingest")))
-    assert sec.wait(lambda: sec.metrics(broker).get(key, 0) >= 1, timeout=10)
+    _try_producing(handler, 0.2)
+    malformed = "logfabric_broker_malformed_total"
+    assert poll_until(lambda: embedded_metrics(broker).total(malformed, reason="auth", socket="push_ingest") >= 1)
 
 
-def test_garbage_bytes_at_a_curve_ingest(curve_broker: Callable[..., Broker], sec: Any) -> None:
+def test_garbage_bytes_at_a_curve_ingest(start_curve_broker: Callable[..., Broker]) -> None:
     """Non-ZMTP bytes at a CURVE ingest are hung up on and forward nothing (as without CURVE)."""
     import socket
 
-    broker = curve_broker()
+    broker = start_curve_broker()
     host, _, port = broker.endpoints["push_ingest"].removeprefix("tcp://").rpartition(":")
     hung_up = False
     with socket.create_connection((host, int(port)), timeout=5) as raw:
@@ -217,24 +207,23 @@ def test_garbage_bytes_at_a_curve_ingest(curve_broker: Callable[..., Broker], se
         except TimeoutError:
             hung_up = False
     assert hung_up
-    assert sec.received(broker, "push") == 0
+    assert records_received(broker, "push") == 0
     assert broker.ready
 
 
 @pytest.mark.parametrize("who", ["unregistered key", "wrong server key", "plaintext broker"])
 def test_refused_subscription_says_so(
     who: str,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     caplog: pytest.LogCaptureFixture,
-    sec: Any,
 ) -> None:
     """subscribe() (and so tail) warns on logfabric.curve why the broker refused it, instead of staying silent."""
     caplog.set_level(logging.WARNING, logger="logfabric.curve")
     if who == "plaintext broker":
-        broker = curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
+        broker = start_curve_broker(curve_secret_key=None, curve_producers=None, curve_subscribers=None)
     else:
-        broker = curve_broker()
+        broker = start_curve_broker()
     options = curve_keys.client(curve_keys.stranger if who == "unregistered key" else curve_keys.subscriber)
     if who == "wrong server key":
         options["curve_server_key"] = str(curve_keys.other_broker_public)

@@ -13,20 +13,21 @@ from typing import Any
 import pytest
 
 from broker import Broker
+from tests.helpers.keys import KeySet
+from tests.helpers.waiting import poll_until
 
 
 @pytest.mark.parametrize("who", ["unregistered key", "wrong server key"])
 def test_a_refused_listener_warns_why(
     who: str,
-    curve_keys: Any,
-    curve_broker: Callable[..., Broker],
+    curve_keys: KeySet,
+    start_curve_broker: Callable[..., Broker],
     make_listener: Any,
     caplog: pytest.LogCaptureFixture,
-    sec: Any,
 ) -> None:
     """A listener with an unregistered key or the wrong server key logs the refusal, once per reason."""
     caplog.set_level(logging.WARNING, logger="logfabric.curve")
-    broker = curve_broker()
+    broker = start_curve_broker()
     options = curve_keys.client(curve_keys.stranger if who == "unregistered key" else curve_keys.subscriber)
     if who == "wrong server key":
         options["curve_server_key"] = str(curve_keys.other_broker_public)
@@ -39,5 +40,5 @@ def test_a_refused_listener_warns_why(
     def warned() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "logfabric.curve"]
 
-    assert sec.wait(lambda: any(expected in m and broker.endpoints["egress"] in m for m in warned())), warned()
+    assert poll_until(lambda: any(expected in m and broker.endpoints["egress"] in m for m in warned())), warned()
     assert len(warned()) == len(set(warned()))  # rate-limited: each warning is given once

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import pytest
 
 import fabric
 from broker import Broker
+from tests.helpers.waiting import stream_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -127,12 +127,7 @@ class TailProcess:
 
     def stream(self, emit: Callable[[int], object], timeout: float = 15.0, interval: float = 0.01) -> TailResult:
         """Call ``emit(0)``, ``emit(1)``, ... every ``interval`` s until the tail exits (bounded); return its result."""
-        deadline = time.monotonic() + timeout
-        sent = 0
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            emit(sent)
-            sent += 1
-            time.sleep(interval)
+        sent = stream_until(emit, lambda: self.proc.poll() is not None, timeout, interval)
         result = self.finish(timeout=5.0)
         result.sent = sent
         return result
@@ -143,15 +138,15 @@ class TailProcess:
         What was read is kept and handed back by :meth:`finish`.
         """
         assert self.proc.stdout is not None, "stream_until_output needs a piped stdout"
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        deadline = time.monotonic() + timeout
-        sent = 0
-        while not self.early and self.proc.poll() is None and time.monotonic() < deadline:
-            emit(sent)
-            sent += 1
-            time.sleep(0.01)
-            self.early += self.proc.stdout.read() or b""
-        os.set_blocking(self.proc.stdout.fileno(), True)
+        stdout = self.proc.stdout
+        os.set_blocking(stdout.fileno(), False)
+
+        def printed() -> bool:
+            self.early += stdout.read() or b""
+            return bool(self.early) or self.proc.poll() is not None
+
+        sent = stream_until(emit, printed, timeout)
+        os.set_blocking(stdout.fileno(), True)
         if not self.early:
             self.kill()
             pytest.fail(f"tail {self.proc.args!r} printed nothing within {timeout} s")

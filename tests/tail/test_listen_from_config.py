@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import fabric
+from tests.helpers import waiting
 from tests.helpers.waiting import wait_until
 
 FORMAT = "%(name)s|%(levelname)s|%(service)s|%(message)s"
@@ -43,15 +44,10 @@ def lines(path: Path) -> list[str]:
     return text[: text.rfind("\n") + 1].splitlines()
 
 
-def stream_until(emit, done, timeout: float = 15.0, interval: float = 0.01) -> int:
-    """Call ``emit(0)``, ``emit(1)``, ... until ``done()`` (bounded); return how many calls were made."""
-    deadline = time.monotonic() + timeout
-    sent = 0
-    while not done():
-        assert time.monotonic() < deadline, f"condition not reached within {timeout} s ({sent} emitted)"
-        emit(sent)
-        sent += 1
-        time.sleep(interval)
+def stream_until(emit, done, timeout: float = 15.0) -> int:
+    """Call ``emit(0)``, ``emit(1)``, ... every 10 ms until ``done()`` (bounded); return how many calls were made."""
+    sent = waiting.stream_until(emit, done, timeout)
+    assert done(), f"condition not reached within {timeout} s ({sent} emitted)"
     return sent
 
 

@@ -370,7 +370,7 @@ class TestTimeout:
         while time.monotonic() < deadline and tail.proc.poll() is None:
             log.info("alive %d", sent)
             sent += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # a duration: records keep coming for 2.5 s
         assert tail.proc.poll() is None, "the tail stopped while records were arriving"
         stopped = time.monotonic()
         result = tail.finish(timeout=10)
