@@ -8,9 +8,14 @@
                offsets   count x u32
                topic ids count x u32
                topics    n x (<u16 length> topic)
-               trailer   <u64 first><u32 count><u32 topics><u64 footer at><u32 crc32 of footer><8s INDEX>
+               trailer   <u64 first><u32 count><u32 topics><u64 footer at><u32 crc32><8s INDEX>
 
-A record's CRC covers its time and its frame. The newest segment has no
+A record's CRC covers its time and its frame; the trailer's CRC covers the
+footer and the trailer's own fields before it. A footer is only believed if it
+checks and is consistent (the count fits the footer's length, offsets rise
+from the first record to where the footer begins): otherwise the index is
+rebuilt from the records. Footers of an earlier format (another INDEX) are
+rebuilt likewise. The newest segment has no
 footer: it is the one records are appended to, and opening it scans it,
 truncating what does not check (a torn last record). A segment is sealed when
 the next one begins: its footer is written and synced, so opening it again
@@ -28,18 +33,22 @@ import zlib
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 __all__ = ["MAGIC", "Damage", "Index", "Segment", "split_topic"]
 
 MAGIC = b"LFSEG\x00\x01\n"
-INDEX = b"LFIDX\x00\x01\n"
+INDEX = b"LFIDX\x00\x02\n"
+_ANY_INDEX = INDEX[:-2]  # any version of the index magic (a footer that does not check is rebuilt)
 HEADER = struct.Struct("<IIq")
 TRAILER = struct.Struct("<QIIQI8s")
+_FIELDS = struct.Struct("<QIIQ")  # the trailer fields its CRC covers
 _TIME = struct.Struct("<q")
 _TOPIC_LEN = struct.Struct("<H")
-#: No record is larger (the broker's ingests refuse messages over --max-message, at most this).
-MAX_RECORD = 64 * 1024 * 1024
+#: No record is larger: the store skips larger frames, a scan stops at a larger length, and
+#: ``--max-message`` may not exceed it (offsets are u32: a segment stays far below 4 GiB).
+MAX_RECORD = 256 * 1024 * 1024
 
 
 def split_topic(frame: bytes, max_topic: int) -> bytes | None:
@@ -83,8 +92,47 @@ class Index:
                 *(_TOPIC_LEN.pack(len(t)) + t for t in self.topics),
             ]
         )
-        trailer = TRAILER.pack(first, len(self.times), len(self.topics), at, zlib.crc32(body), INDEX)
-        return body + trailer
+        fields = _FIELDS.pack(first, len(self.times), len(self.topics), at)
+        return body + fields + struct.pack("<I8s", zlib.crc32(fields, zlib.crc32(body)), INDEX)
+
+    def footer_size(self) -> int:
+        """The bytes :meth:`footer` would write."""
+        return 16 * len(self.times) + sum(2 + len(t) for t in self.topics) + TRAILER.size
+
+    @classmethod
+    def parse(cls, body: bytes, count: int, topics: int, at: int, *, verify: bool = True) -> Index:
+        """The index in a footer's ``body``; ValueError unless it is consistent with ``count`` records before ``at``.
+
+        ``verify`` also checks every offset, time and topic id (a pass over
+        the records: when a segment is opened; its file is not written again).
+        """
+        if 16 * count + 2 * topics > len(body):
+            raise ValueError(f"{count} records and {topics} topics do not fit a footer of {len(body)} bytes")
+        index = cls()
+        index.times.frombytes(body[: 8 * count])
+        index.offsets.frombytes(body[8 * count : 12 * count])
+        index.tids.frombytes(body[12 * count : 16 * count])
+        pos = 16 * count
+        while pos < len(body):
+            length = int.from_bytes(body[pos : pos + 2], "little")
+            topic = body[pos + 2 : pos + 2 + length]
+            if pos + 2 > len(body) or len(topic) != length or topic in index.ids:
+                raise ValueError("a topic of the footer is cut or repeated")
+            index.ids[topic] = len(index.topics)
+            index.topics.append(topic)
+            pos += 2 + length
+        offsets = index.offsets
+        if len(index.topics) != topics:
+            raise ValueError("the footer's topics do not match its count")
+        if count and (offsets[0] != len(MAGIC) or offsets[-1] + HEADER.size > at):
+            raise ValueError("the footer's offsets do not lie between the magic and the footer")
+        if not count and at != len(MAGIC):
+            raise ValueError("an empty footer after records")
+        if verify and count and max(index.tids) >= topics:
+            raise ValueError("a topic id of the footer is out of range")
+        if verify and (any(b <= a for a, b in pairwise(offsets)) or any(b < a for a, b in pairwise(index.times))):
+            raise ValueError("the footer's offsets or times do not rise")
+        return index
 
 
 @dataclass
@@ -94,7 +142,7 @@ class Damage:
     torn_bytes: int = 0
     """Bytes cut from the end (a record the writer did not finish, or damage)."""
     index_rebuilt: bool = False
-    """The footer did not check, so the index was rebuilt from the records."""
+    """The footer did not check: the index was rebuilt from the records (the old footer is cut, not counted as torn)."""
 
 
 class Segment:
@@ -148,14 +196,15 @@ class Segment:
         if data[: len(MAGIC)] != MAGIC:
             raise ValueError(f"{path.name} is not a record store segment (it starts with {data[:8]!r})")
         if seg._read_footer(data):
-            seg.index = None
             return seg, damage
-        damage.index_rebuilt = data[-len(INDEX) :] == INDEX  # a footer that does not check
+        damage.index_rebuilt = data[-len(INDEX) : -2] == _ANY_INDEX  # a footer that does not check
         good = seg._scan(data, max_topic)
         damage.torn_bytes = len(data) - good
+        if damage.index_rebuilt and good == _footer_at(data):
+            damage.torn_bytes = 0  # what is cut is the old footer alone
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            if damage.torn_bytes:
+            if good < len(data):
                 os.ftruncate(fd, good)
         except OSError:
             os.close(fd)
@@ -166,16 +215,27 @@ class Segment:
         return seg, damage
 
     def _read_footer(self, data: bytes) -> bool:
-        if len(data) < len(MAGIC) + TRAILER.size:
+        """Take the footer if it checks and is consistent (False: rebuild the index from the records)."""
+        tail = len(data) - TRAILER.size
+        if tail < len(MAGIC):
             return False
-        first, count, _topics, at, crc, magic = TRAILER.unpack_from(data, len(data) - TRAILER.size)
-        body = data[at : len(data) - TRAILER.size]
-        if magic != INDEX or first != self.first or not len(MAGIC) <= at <= len(data) or zlib.crc32(body) != crc:
+        first, count, topics, at, crc, magic = TRAILER.unpack_from(data, tail)
+        if magic != INDEX or first != self.first or not len(MAGIC) <= at <= tail:
             return False
-        self.end, self.size, self.count, self.sealed = at, len(data), count, True
+        body = data[at:tail]
+        if zlib.crc32(data[tail : tail + _FIELDS.size], zlib.crc32(body)) != crc:
+            return False
+        try:
+            index = Index.parse(body, count, topics, at)
+            if count:  # the last record ends where the footer begins
+                (length,) = struct.unpack_from("<I", data, index.offsets[-1])
+                if index.offsets[-1] + HEADER.size + length != at:
+                    return False
+        except (ValueError, struct.error):
+            return False
+        self.end, self.size, self.count, self.sealed, self.index = at, len(data), count, True, None
         if count:
-            self.first_time = _TIME.unpack_from(body, 0)[0]
-            self.last_time = _TIME.unpack_from(body, 8 * (count - 1))[0]
+            self.first_time, self.last_time = index.times[0], index.times[-1]
         return True
 
     def _scan(self, data: bytes, max_topic: int) -> int:
@@ -277,20 +337,11 @@ class Segment:
             return self.index
         with self.path.open("rb") as f:
             f.seek(self.end)
-            body = f.read(self.size - self.end - TRAILER.size)
-        index = Index()
-        n = self.count
-        index.times.frombytes(body[: 8 * n])
-        index.offsets.frombytes(body[8 * n : 12 * n])
-        index.tids.frombytes(body[12 * n : 16 * n])
-        pos = 16 * n
-        while pos < len(body):
-            (length,) = _TOPIC_LEN.unpack_from(body, pos)
-            topic = body[pos + 2 : pos + 2 + length]
-            index.ids[topic] = len(index.topics)
-            index.topics.append(topic)
-            pos += 2 + length
-        return index
+            footer = f.read(self.size - self.end)
+        if len(footer) != self.size - self.end:
+            raise ValueError(f"{self.path.name} changed since it was opened")
+        _first, _count, topics, _at, _crc, _magic = TRAILER.unpack_from(footer, len(footer) - TRAILER.size)
+        return Index.parse(footer[: -TRAILER.size], self.count, topics, self.end, verify=False)  # checked at open
 
     def read(self, offsets: list[int], ends: list[int]) -> list[tuple[int, bytes] | None]:
         """Read the records at ``offsets`` (each ending where ``ends`` says): (time, frame), None if damaged."""
@@ -307,6 +358,13 @@ class Segment:
                 ok = len(frame) == length and zlib.crc32(frame, zlib.crc32(_TIME.pack(time_ns))) == crc
                 out.append((time_ns, frame) if ok else None)
         return out
+
+
+def _footer_at(data: bytes) -> int | None:
+    """Where a trailer at the end of ``data`` says its footer begins (None: too short for one)."""
+    if len(data) < len(MAGIC) + TRAILER.size:
+        return None
+    return int(TRAILER.unpack_from(data, len(data) - TRAILER.size)[3])
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -4,8 +4,9 @@ Records are appended to the newest segment (:mod:`broker._segment`) and get a
 *position*: 0, 1, 2, ... in the order they were stored, never reused. A
 segment is sealed (its index written at its end) once it holds
 ``segment_bytes`` or spans ``segment_span`` seconds, and the next one begins.
-Retention deletes whole segments, oldest first, while the store is over
-``retention_bytes`` or their newest record is older than ``retention_age``.
+Retention deletes whole segments, oldest first: before each write as many
+as the files need to stay within ``retention_bytes`` (never the newest one),
+and those whose newest record is older than ``retention_age``.
 
 Reading (:meth:`Store.read`) selects by position (``after``), by the time the
 broker stored the record (``since_ns``, ``until_ns``), by topic
@@ -20,22 +21,22 @@ import bisect
 import contextlib
 import errno
 import fcntl
+import logging
 import os
-import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from broker._segment import HEADER, Index, Segment, split_topic
+from broker._segment import HEADER, MAGIC, MAX_RECORD, Index, Segment, split_topic
+from broker._store_recovery import LOCK, Recovery, load_segments, sync_dir
 from fabric.topic import MAX_TOPIC
 
 __all__ = ["GIB", "RecordFilter", "Recovery", "Store", "Stored"]
 
 GIB = 1024**3
-_NAME = re.compile(r"\d{20}\.seg")
-_LOCK = "LOCK"
+_log = logging.getLogger("logfabric.broker")
 #: Segments are at most this large (a smaller retention makes them smaller: an eighth of it).
 MAX_SEGMENT = 64 * 1024 * 1024
 MIN_SEGMENT = 64 * 1024
@@ -94,22 +95,6 @@ class Stored(NamedTuple):
         return self.frame[len(self.topic) + 1 :]
 
 
-@dataclass
-class Recovery:
-    """What opening the store found."""
-
-    segments: int = 0
-    records: int = 0
-    torn: list[tuple[str, int]] = field(default_factory=list)
-    """Segments whose end was cut, with the bytes cut."""
-    rebuilt: list[str] = field(default_factory=list)
-    """Sealed segments whose index did not check and was rebuilt from their records."""
-    quarantined: list[str] = field(default_factory=list)
-    """Files named like segments that are not (renamed to NAME.corrupt and left alone)."""
-    ignored: list[str] = field(default_factory=list)
-    """Other files in the directory (left alone)."""
-
-
 class Store:
     """Segment files in ``directory``, bounded by ``retention_bytes`` and ``retention_age`` (seconds)."""
 
@@ -142,7 +127,7 @@ class Store:
     def open(self) -> Recovery:
         """Take the directory (creating it), read its segments and repair what a crash left. OSError if it cannot."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,42 +135,18 @@ class Store:
             raise OSError(errno.EBUSY, "another broker holds this store", str(self.directory)) from None
         self._lock_fd = fd
         try:
-            return self._load()
+            found = Recovery()
+            self._segments = load_segments(self.directory, self.max_topic, found)
+            if not self._segments or self._segments[-1].sealed:
+                last = self._segments[-1] if self._segments else None
+                self._begin(last.first + last.count if last else 0)
+            self._last_time = max((s.last_time for s in self._segments), default=0)
+            found.segments, found.records = len(self._segments), self.records
+            sync_dir(self.directory)
+            return found
         except BaseException:
             self.close()
             raise
-
-    def _load(self) -> Recovery:
-        found = Recovery()
-        names = []
-        for path in sorted(self.directory.iterdir()):
-            if _NAME.fullmatch(path.name) and path.is_file():
-                names.append(path)
-            elif path.name != _LOCK and not path.name.endswith(".corrupt"):
-                found.ignored.append(path.name)
-        segments: list[Segment] = []
-        for i, path in enumerate(names):
-            first = int(path.name[:20])
-            if segments and first < segments[-1].first + segments[-1].count:
-                found.quarantined.append(_quarantine(path))
-                continue
-            try:
-                seg, damage = Segment.open(path, first, writable=i == len(names) - 1, max_topic=self.max_topic)
-            except ValueError:
-                found.quarantined.append(_quarantine(path))
-                continue
-            if damage.torn_bytes:
-                found.torn.append((path.name, damage.torn_bytes))
-            if damage.index_rebuilt:
-                found.rebuilt.append(path.name)
-            segments.append(seg)
-        self._segments = segments
-        if not segments or segments[-1].sealed:
-            self._begin(segments[-1].first + segments[-1].count if segments else 0)
-        self._last_time = max((s.last_time for s in self._segments), default=0)
-        found.segments, found.records = len(self._segments), self.records
-        _sync_dir(self.directory)
-        return found
 
     def close(self) -> None:
         """Sync and close the files (the newest segment stays unsealed) and let the directory go."""
@@ -233,10 +194,14 @@ class Store:
 
         All get the same time, ``time_ns`` or now, but never earlier than
         the newest record held. A frame whose topic cannot be split within the
-        topic bound is skipped.
+        topic bound is skipped, and so is one over ``MAX_RECORD`` bytes (logged).
+        Before each write the oldest segments go while the files would
+        exceed ``retention_bytes``.
         """
         now = max(time.time_ns() if time_ns is None else time_ns, self._last_time)
-        good = [(f, t) for f in frames if (t := split_topic(f, self.max_topic)) is not None]
+        good = [(f, t) for f in frames if len(f) <= MAX_RECORD and (t := split_topic(f, self.max_topic)) is not None]
+        if len(good) < len(frames) and (over := sum(len(f) > MAX_RECORD for f in frames)):
+            _log.warning("store: skipped %d record(s) over %d bytes (the largest a segment takes)", over, MAX_RECORD)
         active = self._segments[-1]
         if active.sealed:  # the next segment could not be made last time
             active = self._begin(active.first + active.count)
@@ -249,6 +214,7 @@ class Store:
             need = HEADER.size + len(frame)
             if size + need > self.segment_bytes and (chunk or active.count):
                 if chunk:
+                    self._make_room(size - active.end)
                     active.append(chunk, now)
                     chunk = []
                 active = self._roll()
@@ -257,6 +223,7 @@ class Store:
             chunk.append((frame, topic))
             size += need
         if chunk:
+            self._make_room(size - active.end)
             active.append(chunk, now)
         self._last_time = now
         if rolled:
@@ -270,14 +237,16 @@ class Store:
     def _roll(self) -> Segment:
         """Seal the newest segment and begin the next."""
         old = self._segments[-1]
+        self._make_room(old.load().footer_size())
         old.seal()
         return self._begin(old.first + old.count)
 
     def _begin(self, first: int) -> Segment:
+        self._make_room(len(MAGIC))
         seg = Segment.create(self.directory / f"{first:020d}.seg", first)
         with self._lock:
             self._segments.append(seg)
-        _sync_dir(self.directory)
+        sync_dir(self.directory)
         return seg
 
     def retain(self, now_ns: int | None = None) -> dict[str, int]:
@@ -295,13 +264,21 @@ class Store:
                 reason = "age"
             else:
                 break
-            with self._lock:
-                self._segments.pop(0)
-            with contextlib.suppress(FileNotFoundError):
-                oldest.path.unlink()
-            deleted[reason] += oldest.count
-            self.deleted[reason] += oldest.count
+            deleted[reason] += self._delete_oldest(reason)
         return deleted
+
+    def _make_room(self, need: int) -> None:
+        """Delete the oldest segments while the files plus ``need`` bytes exceed the byte bound (never the newest)."""
+        while len(self._segments) > 1 and self.size + need > self.retention_bytes:
+            self._delete_oldest("bytes")
+
+    def _delete_oldest(self, reason: str) -> int:
+        with self._lock:
+            oldest = self._segments.pop(0)
+        with contextlib.suppress(FileNotFoundError):
+            oldest.path.unlink()
+        self.deleted[reason] += oldest.count
+        return oldest.count
 
     # ------------------------------------------------------------------ read
 
@@ -362,6 +339,31 @@ class Store:
             out.extend(Stored(seg.first + i, r[0], r[1]) for i, r in zip(chosen, records, strict=True) if r)
         return out
 
+    def start_of_last(
+        self, which: RecordFilter | None, last: int, *, since_ns: int | None = None, until_ns: int | None = None
+    ) -> int | None:
+        """The position of the oldest of the newest ``last`` matches (None: no match), reading indexes only."""
+        with self._lock:
+            shot = [(s, s.index, s.count) for s in self._segments]
+        left, start = last, None
+        for seg, live, count in reversed(shot):
+            if not count or _outside(seg, count, None, since_ns, until_ns):
+                continue
+            try:
+                index = live if live is not None else seg.load()
+            except FileNotFoundError:
+                continue
+            lo = 0 if since_ns is None else bisect.bisect_left(index.times, since_ns, 0, count)
+            hi = count if until_ns is None else bisect.bisect_left(index.times, until_ns, 0, count)
+            ids = {i for i, t in enumerate(index.topics) if which is None or which.matches(t)}
+            chosen = _choose(index, ids, lo, hi, left, newest=True) if ids and lo < hi else []
+            if chosen:
+                left -= len(chosen)
+                start = seg.first + chosen[0]
+            if left <= 0:
+                break
+        return start
+
 
 def _outside(seg: Segment, count: int, after: int | None, since: int | None, until: int | None) -> bool:
     return (
@@ -396,18 +398,3 @@ def _choose(index: Index, ids: set[int], lo: int, hi: int, left: int | None, *, 
             if left is not None and len(found) >= left:
                 break
     return found
-
-
-def _quarantine(path: Path) -> str:
-    """Rename a file that is not a good segment out of the way; return its new name."""
-    target = path.with_name(path.name + ".corrupt")
-    os.replace(path, target)
-    return target.name
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -16,7 +16,11 @@ The thread batches what is waiting (at most :data:`BATCH` records), appends
 it with one write, fdatasyncs the newest segment every
 :data:`SYNC_SECONDS`, applies retention and, when writing fails (a full disk,
 a directory it cannot write), keeps reading and counting while it retries
-every :data:`RETRY_SECONDS`.
+every :data:`RETRY_SECONDS`. Any other exception out of the store (a defect)
+never ends the thread: it is logged with its traceback and counted
+(``kind="internal"``), the store is closed and opened again (which repairs
+what the files hold) after a backoff that doubles up to
+:data:`MAX_BACKOFF_SECONDS`, while records are counted as unwritable.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ BATCH_BYTES = 4 * 1024 * 1024
 SYNC_SECONDS = 1.0
 #: Seconds between two attempts to write again once writing failed.
 RETRY_SECONDS = 1.0
+#: Longest wait before opening the store again after an unexpected exception (the wait doubles from RETRY_SECONDS).
+MAX_BACKOFF_SECONDS = 60.0
 #: The feed thread's nice value: under CPU pressure the proxies and the broker's other work go first,
 #: and the store falls behind (what it misses is counted) rather than slowing forwarding.
 NICE = 10
@@ -72,6 +78,8 @@ class StoreStatus:
     errors: dict[str, int] = field(default_factory=dict)
     missed: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    retry_seconds: float = RETRY_SECONDS
+    """Seconds between two attempts while degraded (longer after unexpected failures)."""
 
     def describe(self) -> str:
         """One line for /readyz."""
@@ -79,7 +87,7 @@ class StoreStatus:
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.problem_since or 0))
             return (
                 f"store: degraded since {since}: {self.problem}; live forwarding goes on, "
-                f"records are not stored, retrying every {RETRY_SECONDS:g} s"
+                f"records are not stored, retrying every {self.retry_seconds:g} s"
             )
         return f"store: ok, {self.records} records, {self.bytes} bytes in {self.directory}"
 
@@ -102,8 +110,11 @@ class StoreFeed:
         self._floor: int | None = None
         self._dirty = False
         self._retry_at = 0.0
+        self._backoff = 0.0
+        self._failed_at: float | None = None
         self.status = StoreStatus(str(store.directory))
-        self.status.errors = dict.fromkeys(("open", "write", "sync", "retention", "torn", "corrupt", "damaged_read"), 0)
+        kinds = ("open", "write", "sync", "retention", "torn", "corrupt", "damaged_read", "internal")
+        self.status.errors = dict.fromkeys(kinds, 0)
         self.status.missed = {"behind": 0, "unwritable": 0}
         self.status.deleted = {"bytes": 0, "age": 0}
 
@@ -137,18 +148,18 @@ class StoreFeed:
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own nice value
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         try:
-            self._try_open()
+            self._guard(self._try_open)
             tick = time.monotonic() + SYNC_SECONDS
             while not self._stop.is_set():
                 if sock.poll(100):
-                    self._write(self._take())
+                    self._guard(self._write, self._take())
                 if time.monotonic() >= tick:
-                    self._tick()
+                    self._guard(self._tick)
                     tick = time.monotonic() + SYNC_SECONDS
             while batch := self._take():  # what the bridges still hold (the proxies have ended)
-                self._write(batch)
-            self._tick()
-        except Exception:  # never take the broker down; say why the store stopped
+                self._guard(self._write, batch)
+            self._guard(self._tick)
+        except Exception:  # the socket itself failed: never take the broker down; say why the store stopped
             _log.exception("store: the store's thread failed; records are no longer stored")
             self._degrade("open", "the store's thread failed (see the log)")
         finally:
@@ -156,6 +167,24 @@ class StoreFeed:
             if self._open:
                 self._open = False
                 self.store.close()
+
+    def _guard(self, step: Callable[..., None], *args: list[bytes]) -> None:
+        """Run one step; an unexpected exception (a defect) closes the store, to be opened again after a backoff."""
+        try:
+            step(*args)
+        except Exception as exc:
+            now = time.monotonic()
+            quiet = self._failed_at is None or now - self._failed_at > 2 * MAX_BACKOFF_SECONDS  # first in a while
+            self._backoff = RETRY_SECONDS if quiet else min(2 * self._backoff, MAX_BACKOFF_SECONDS)
+            self._failed_at = now
+            _log.exception("store: unexpected failure; closing the store, opening it again in %g s", self._backoff)
+            if self._open:
+                self._open = False
+                with contextlib.suppress(Exception):
+                    self.store.close()
+            self._degrade("internal", f"the store failed unexpectedly: {type(exc).__name__}: {exc} (see the log)")
+            self._retry_at = now + self._backoff
+            self.status.retry_seconds = self._backoff
 
     def _take(self) -> list[bytes]:
         sock, size = self._sock, 0
@@ -195,6 +224,7 @@ class StoreFeed:
         if s.problem is not None:
             _log.warning("store: writing again in %s (degraded since %s)", self.store.directory, s.problem_since)
             s.problem = s.problem_since = None
+            s.retry_seconds = RETRY_SECONDS
 
     def _tick(self) -> None:
         """Once a second: open if not yet open, sync, retention, what the store missed."""
@@ -229,6 +259,7 @@ class StoreFeed:
         if self.status.problem is not None:
             _log.warning("store: open in %s again", self.store.directory)
             self.status.problem = self.status.problem_since = None
+            self.status.retry_seconds = RETRY_SECONDS
 
     def _report(self, found: Recovery) -> None:
         s = self.status

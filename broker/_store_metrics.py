@@ -43,7 +43,8 @@ def store_metrics(s: StoreStatus) -> list[Metric]:
         "logfabric_broker_store_errors",
         "Store failures by kind: open, write, sync, retention; torn (a cut record at the end of a segment) and "
         "corrupt (a segment or an index that did not check) found when the store opened; damaged_read (a record "
-        "that failed its checksum when read).",
+        "that failed its checksum when read); internal (an unexpected exception in the store: logged, the store "
+        "is opened again after a backoff).",
         labels=["kind"],
     )
     for kind, count in s.errors.items():
@@ -58,7 +59,8 @@ def store_metrics(s: StoreStatus) -> list[Metric]:
         missed.add_metric([reason], count)
     skipped = CounterMetricFamily(
         "logfabric_broker_store_skipped_messages",
-        "Frames not stored because they are not records (no topic NUL payload within the topic bound).",
+        "Frames not stored because they are not records (no topic NUL payload within the topic bound) or are "
+        "larger than the store takes (256 MiB).",
     )
     skipped.add_metric([], s.skipped)
     return [up, records, size, oldest, appends, latency, deleted, errors, missed, skipped]
