@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ _WEIGHT = _SLICE // 256
 # Waits on a full socket: first this long, doubling up to _FULL_MAX.
 _FULL_MIN = 0.001
 _FULL_MAX = 0.02
+_SIGNALS = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 _STATS = ("sent", "dropped", "upstream_discarded", "subscriptions_reset", "errors")
 
 
@@ -102,6 +104,10 @@ class Sender:
         """The endpoint last attached to (for a bound ``*`` port: the one it got), to open again there."""
         self.stats = dict.fromkeys(_STATS, 0)
         self.thread: threading.Thread | None = None
+        self.confirmed = True
+        """Whether the thread answered the last :meth:`finish` (else it may still close the link)."""
+        self.links_closed = 0
+        """Links that carried records and were closed by a flush or close."""
         self.ident = 0
         """The sender thread's ``threading.get_ident()`` once it runs (0: none yet)."""
         self._requests: deque[_Request] = deque()
@@ -140,7 +146,14 @@ class Sender:
                 self._poller = None
             self.idle = False  # the new thread looks at the queue before it first sleeps
             thread = threading.Thread(target=self._run, name="logfabric-sender", daemon=True)
-            thread.start()
+            # The thread blocks every signal (it inherits this thread's mask at start):
+            # a process-directed SIGTERM must reach a thread that runs Python's handlers
+            # promptly, not this one, which would leave a main thread asleep unwoken.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            try:
+                thread.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             self.thread = thread
         finally:
             self._starting = False
@@ -170,6 +183,7 @@ class Sender:
         leaves the link closed (libzmq can only wait for its queue while
         closing); the next burst opens a new one.
         """
+        self.confirmed = True
         if self.is_current():  # from the sender's own thread: nothing else will send
             return self._finish(_Request(close, deadline))
         if not self.running:
@@ -179,7 +193,8 @@ class Sender:
         request = _Request(close, deadline)
         self._requests.append(request)
         self.wake()
-        if not request.done.wait(max(0.0, deadline - time.monotonic()) + 0.5):
+        self.confirmed = request.done.wait(max(0.0, deadline - time.monotonic()) + 0.5)
+        if not self.confirmed:  # the thread is still at it: it may yet close the link
             return False
         if close and self.thread is not None:
             self.thread.join(0.5)
@@ -274,6 +289,7 @@ class Sender:
         if not request.close and self.stats["sent"] == self._sent_at_open:
             self.link = link  # nothing was handed to this link: nothing to wait for
             return True
+        self.links_closed += 1
         wait_ms = int(max(0.0, request.deadline - time.monotonic()) * 1000)
         return link.close(wait_ms) and left == 0
 

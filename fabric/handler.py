@@ -422,12 +422,13 @@ class ZmqHandler(logging.handlers.QueueHandler):
             if self._closed or self._pid != os.getpid():
                 return True  # nothing of this process is in flight
             sender = self._sender
-            link = sender.link
+            closed = sender.links_closed
             done = sender.finish(deadline, close=False)
-            if link is not None and sender.link is not link:
+            if sender.links_closed != closed or not sender.confirmed:
                 # The next records leave on a new connection while the old one's
                 # may still wait, unread, at the receiver, which would interleave
-                # the two: as a new producer they cannot look like gaps.
+                # the two: as a new producer they cannot look like gaps. (Unanswered:
+                # the sender may yet close it, after every record queued so far.)
                 self._new_identity(self.identity.host)
             return done
         finally:
