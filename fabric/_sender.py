@@ -104,6 +104,8 @@ class Sender:
         """The endpoint last attached to (for a bound ``*`` port: the one it got), to open again there."""
         self.stats = dict.fromkeys(_STATS, 0)
         self.thread: threading.Thread | None = None
+        self.crashed = False
+        """The thread failed (it may still be printing why): the next record starts a new one."""
         self.confirmed = True
         """Whether the thread answered the last :meth:`finish` (else it may still close the link)."""
         self.links_closed = 0
@@ -123,7 +125,7 @@ class Sender:
     @property
     def running(self) -> bool:
         """Whether the sender thread is alive."""
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and self.thread.is_alive() and not self.crashed
 
     def is_current(self) -> bool:
         """Whether the calling thread is the sender thread."""
@@ -145,6 +147,7 @@ class Sender:
                 self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._poller = None
             self.idle = False  # the new thread looks at the queue before it first sleeps
+            self.crashed = False
             thread = threading.Thread(target=self._run, name="logfabric-sender", daemon=True)
             # The thread blocks every signal (it inherits this thread's mask at start):
             # a process-directed SIGTERM must reach a thread that runs Python's handlers
@@ -165,7 +168,7 @@ class Sender:
         records before it runs again need not wake it too.
         """
         self.idle = False
-        if self.thread is not None and self.thread.is_alive():
+        if self.running:
             self.wake()
         else:
             self.start()
@@ -228,6 +231,7 @@ class Sender:
         try:
             self._loop()
         except BaseException:  # reported and counted; the next wake starts a new thread
+            self.crashed = True  # first: a caller that sees it starts a new thread, though this one still runs
             self.stats["errors"] += 1
             self.idle = True
             if not sys.is_finalizing():  # a daemon thread writing at interpreter shutdown aborts the process

@@ -13,4 +13,7 @@ log.addHandler(fabric.ZmqHandler(endpoint, service="doomed", linger=5.0, batch_d
 for i in range(count):
     log.info("doomed %d", i)
 print("logged", flush=True)
-time.sleep(30)
+# Short sleeps, as an event loop's waits: a signal that lands just before the
+# interpreter enters a long sleep is only handled when that sleep ends.
+for _ in range(300):
+    time.sleep(0.1)

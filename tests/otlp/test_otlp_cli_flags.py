@@ -21,6 +21,7 @@ ARGV = [
     *("-l", "app", "--logger", "db", "--level", "WARNING", "-s", "checkout", "--service", "billing"),
     *("-g", "time(out)?", "-c", "5", "--timeout", "2.5", "--mode", "pull", "--bind"),
     *("--curve-server-key", "broker.key", "--curve-client-key", "me.key_secret"),
+    *("-n", "7", "--since", "10m", "--until", "5m", "--no-follow", "--history", "tcp://127.0.0.1:9"),
     *("tcp://127.0.0.1:1", "tcp://127.0.0.1:2"),
 ]
 
@@ -49,6 +50,11 @@ class TestSharedFlags:
             "bind": True,
             "curve_server_key": "broker.key",
             "curve_client_key": "me.key_secret",
+            "last": 7,
+            "since": "10m",
+            "until": "5m",
+            "follow": False,
+            "history": "tcp://127.0.0.1:9",
         }
         assert set(SHARED) == set(expected)
         for parsed in (
