@@ -18,10 +18,13 @@ import zmq
 
 __all__ = [
     "BOUND",
+    "CONTROL",
     "EGRESS",
+    "HISTORY",
     "INGESTS",
     "OUTPUTS",
     "PIPELINE",
+    "SERVED",
     "SOCKETS",
     "Socket",
     "socket_of",
@@ -36,13 +39,14 @@ class Socket:
     """Config field, ``endpoints`` key, metric ``socket`` label, ZAP domain suffix."""
     proxy: str
     """The proxy that forwards its records: frontend of an ingest's, backend of an output's."""
-    side: Literal["ingest", "output"]
-    """Whether records come in (ingests) or go out (outputs) through it."""
+    side: Literal["ingest", "output", "query", "control"]
+    """Whether records come in (ingests) or go out (outputs) through it, it answers queries (history),
+    or it carries level changes (control)."""
     kind: int
     """Its ZeroMQ socket type."""
     bound: bool
     """Whether it binds (and so has a ZAP domain, connection caps and CURVE server keys) or connects."""
-    peers: Literal["producers", "subscribers", "brokers"]
+    peers: Literal["producers", "subscribers", "brokers", "operators"]
     """Who is at the other end; a bound socket checks CURVE clients against that allow-list."""
     flow: str
     """Label of ``records_received{ingest}`` (ingests) or ``records_sent{egress}`` (outputs)."""
@@ -124,12 +128,38 @@ SOCKETS: tuple[Socket, ...] = (
         default=None,
         help="PUSH endpoint load-balancing every record over consumers (default off)",
     ),
+    Socket(
+        role="history",
+        proxy="history",
+        side="query",
+        kind=zmq.ROUTER,
+        bound=True,
+        peers="subscribers",
+        flow="history",
+        default=None,
+        help="ROUTER endpoint answering history queries over the record store, e.g. tcp://*:5559 "
+        "(default off; needs --store)",
+    ),
+    Socket(
+        role="control",
+        proxy="control",
+        side="control",
+        kind=zmq.ROUTER,
+        bound=True,
+        peers="operators",
+        flow="control",
+        default=None,
+        help="ROUTER endpoint for runtime level changes ('logfabric level'), e.g. tcp://*:5560 (default off; "
+        "needs --curve-operators, or --control-trust-network without CurveZMQ)",
+    ),
 )
 
 INGESTS = tuple(s for s in SOCKETS if s.side == "ingest")
 OUTPUTS = tuple(s for s in SOCKETS if s.side == "output")
-#: The bound sockets, in the order of :data:`SOCKETS`.
-BOUND = tuple(s for s in SOCKETS if s.bound)
+#: The bound sockets that carry records, in the order of :data:`SOCKETS`.
+BOUND = tuple(s for s in SOCKETS if s.bound and s.side in ("ingest", "output"))
+#: Every bound socket: those that carry records, then the history and control endpoints (no proxy: a thread each).
+SERVED = tuple(s for s in SOCKETS if s.bound)
 
 _BY_ROLE = {s.role: s for s in SOCKETS}
 
@@ -143,3 +173,7 @@ def socket_of(role: str) -> Socket:
 EGRESS = socket_of("egress")
 #: The optional output that load-balances every record over consumers.
 PIPELINE = socket_of("pipeline")
+#: The optional endpoint that answers history queries (broker._history).
+HISTORY = socket_of("history")
+#: The optional endpoint that carries level changes from operators to producers (broker._control).
+CONTROL = socket_of("control")

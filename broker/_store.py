@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +41,8 @@ _log = logging.getLogger("logfabric.broker")
 #: Segments are at most this large (a smaller retention makes them smaller: an eighth of it).
 MAX_SEGMENT = 64 * 1024 * 1024
 MIN_SEGMENT = 64 * 1024
+#: Indexes of sealed segments kept in memory for queries that page through them.
+_INDEXES_KEPT = 4
 
 
 def _clean(name: str) -> bytes:
@@ -120,6 +123,7 @@ class Store:
         self.deleted = {"bytes": 0, "age": 0}
         """Records retention deleted, by reason (since this object was made)."""
         self.damaged_reads = 0
+        self._indexes: OrderedDict[int, tuple[Segment, Index]] = OrderedDict()  # sealed segments' indexes read
         """Records a read left out because they failed their checksum."""
 
     # ------------------------------------------------------------------ open and close
@@ -291,16 +295,20 @@ class Store:
         until_ns: int | None = None,
         last: int | None = None,
         limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[Stored]:
         """Matching records, oldest first: the newest ``last`` of them, or else the oldest ``limit``.
 
         ``after`` keeps positions above it; ``since_ns`` (inclusive) and
-        ``until_ns`` (exclusive) bound the time the broker stored them.
-        Records that fail their checksum are left out.
+        ``until_ns`` (exclusive) bound the time the broker stored them;
+        ``max_bytes`` (oldest first only) stops once the records taken hold
+        that many bytes (at least one is taken). Records that fail their
+        checksum are left out.
         """
         with self._lock:
             shot = [(s, s.index, s.count, s.end) for s in self._segments]
         want = last if last is not None else limit
+        budget = max_bytes or 0
         picked: list[tuple[Segment, Index, int, list[int]]] = []
         total = 0
         for seg, live, count, end in reversed(shot) if last is not None else shot:
@@ -309,7 +317,7 @@ class Store:
             if not count or _outside(seg, count, after, since_ns, until_ns):
                 continue
             try:
-                index = live if live is not None else seg.load()
+                index = self._index(seg, live)
             except FileNotFoundError:  # deleted by retention meanwhile
                 continue
             lo = 0 if after is None else max(0, after + 1 - seg.first)
@@ -323,8 +331,12 @@ class Store:
                 continue
             left = None if want is None else want - total
             chosen = _choose(index, ids, lo, hi, left, newest=last is not None)
+            if max_bytes is not None and last is None:
+                chosen, budget = _within(index, end, chosen, budget)
             total += len(chosen)
             picked.append((seg, index, end, chosen))
+            if max_bytes is not None and last is None and budget <= 0:
+                break  # the byte bound is reached
         if last is not None:
             picked.reverse()
         out: list[Stored] = []
@@ -350,7 +362,7 @@ class Store:
             if not count or _outside(seg, count, None, since_ns, until_ns):
                 continue
             try:
-                index = live if live is not None else seg.load()
+                index = self._index(seg, live)
             except FileNotFoundError:
                 continue
             lo = 0 if since_ns is None else bisect.bisect_left(index.times, since_ns, 0, count)
@@ -363,6 +375,29 @@ class Store:
             if left <= 0:
                 break
         return start
+
+    def _index(self, seg: Segment, live: Index | None) -> Index:
+        """A segment's index: the live one, or a sealed one's read from its footer (the last few kept)."""
+        if live is not None:
+            return live
+        cached = self._indexes.get(seg.first)
+        if cached is not None and cached[0] is seg:
+            return cached[1]
+        index = seg.load()
+        self._indexes[seg.first] = (seg, index)
+        while len(self._indexes) > _INDEXES_KEPT:
+            self._indexes.popitem(last=False)
+        return index
+
+
+def _within(index: Index, end: int, chosen: list[int], budget: int) -> tuple[list[int], int]:
+    """The first of ``chosen`` whose records fit in ``budget`` bytes (at least one); and the budget left."""
+    offsets = index.offsets
+    for n, i in enumerate(chosen):
+        budget -= (offsets[i + 1] if i + 1 < len(offsets) else end) - offsets[i]
+        if budget <= 0:
+            return chosen[: n + 1], budget
+    return chosen, budget
 
 
 def _outside(seg: Segment, count: int, after: int | None, since: int | None, until: int | None) -> bool:

@@ -2,9 +2,11 @@
 
 Every bound socket becomes a CURVE server with its own ZAP domain,
 ``logfabric.<role>``. The ingests' domains check client keys against the
-producers' allow-list, the egress's and the pipeline's against the
-subscribers' one, so a subscriber key cannot produce and a producer key
-cannot subscribe.
+producers' allow-list, the egress's, the pipeline's and the history
+endpoint's against the subscribers' one, so a subscriber key cannot produce and a producer key
+cannot subscribe. The control endpoint's domain takes producers' keys (to receive level
+changes) and operators' keys (to send them); only an operator's may send one
+(checked per message by :mod:`broker._control`).
 
 Refusals are counted by socket and reason:
 
@@ -51,7 +53,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from broker._errors import ConfigError
 from broker._options import env_var, flag_of
-from broker._roles import BOUND, EGRESS, SOCKETS, socket_of
+from broker._roles import EGRESS, SERVED, SOCKETS, socket_of
 from broker._subscriptions import PenaltyBox
 from broker.config import BrokerConfig
 from fabric import curve
@@ -81,7 +83,7 @@ _CRYPTO_ERRORS = frozenset(
 
 
 _EGRESS_DOMAIN = EGRESS.domain.encode()
-_BOUND_ROLES = frozenset(s.role for s in BOUND)
+_BOUND_ROLES = frozenset(s.role for s in SERVED)
 #: The sockets that connect to other brokers (as their subscribers).
 _LINKS = frozenset(s.role for s in SOCKETS if s.peers == "brokers")
 
@@ -168,13 +170,13 @@ class AllowList:
 class _Provider:
     """A pyzmq credentials provider for one ZAP domain (one bound socket)."""
 
-    def __init__(self, auth: BrokerAuth, role: str, allow: AllowList) -> None:
+    def __init__(self, auth: BrokerAuth, role: str, *allow: AllowList) -> None:
         self.auth = auth
         self.role = role
         self.allow = allow
 
     def callback(self, domain: str, key: bytes) -> bool:
-        ok = self.allow.allows(key)
+        ok = any(allow.allows(key) for allow in self.allow)
         if not ok:
             self.auth.note_unknown_key(self.role, key)
         return ok
@@ -214,6 +216,7 @@ class BrokerAuth:
         check_key_mode(config.curve_secret_key, what, "curve_secret_key", config.allow_open_secret_key)
         self.producers = AllowList(config.curve_producers, "producers")
         self.subscribers = AllowList(config.curve_subscribers, "subscribers")
+        self.operators = AllowList(config.curve_operators, "operators") if config.curve_operators else None
         self.refused: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._last_log: dict[tuple[str, str], float] = {}
@@ -225,9 +228,12 @@ class BrokerAuth:
         auth = _Authenticator(ctx, log=logging.getLogger("logfabric.broker.zap"))
         auth.box = box
         auth.start()
-        allow = {"producers": self.producers, "subscribers": self.subscribers}
-        for sock in BOUND:
-            auth.configure_curve_callback(sock.domain, _Provider(self, sock.role, allow[sock.peers]))
+        allow: dict[str, tuple[AllowList, ...]] = {"producers": (self.producers,), "subscribers": (self.subscribers,)}
+        if self.operators is not None:  # the control endpoint: producers listen, operators command
+            allow["operators"] = (self.producers, self.operators)
+        for sock in SERVED:
+            if sock.peers in allow:
+                auth.configure_curve_callback(sock.domain, _Provider(self, sock.role, *allow[sock.peers]))
         self._authenticator = auth
 
     def stop(self) -> None:

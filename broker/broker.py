@@ -27,9 +27,12 @@ from typing import Any
 import zmq
 
 from broker._connections import ConnectionLimits
+from broker._control import ControlServer
+from broker._control import tune_socket as tune_control
 from broker._drain import drain
 from broker._errors import ConfigError
-from broker._roles import EGRESS, INGESTS, OUTPUTS, PIPELINE, SOCKETS, Socket, socket_of
+from broker._history import HistoryServer, tune_socket
+from broker._roles import CONTROL, EGRESS, HISTORY, INGESTS, OUTPUTS, PIPELINE, SOCKETS, Socket, socket_of
 from broker._store import Store
 from broker._store_feed import StoreFeed
 from broker._subscriptions import PenaltyBox, SubscriptionWatch
@@ -84,6 +87,10 @@ class Broker:
         """The caps on connections per bound socket and per IP address, and their refusals (once started)."""
         self.store: StoreFeed | None = None
         """The record store and what feeds it, when ``store`` is configured (once started)."""
+        self.history: HistoryServer | None = None
+        """What answers history queries, when ``history`` is configured (once started)."""
+        self.control: ControlServer | None = None
+        """What carries level changes, when ``control`` is configured (once started)."""
 
     # ------------------------------------------------------------------ state
 
@@ -147,7 +154,10 @@ class Broker:
         """With CurveZMQ on: the number of keys in each allow-list (producers, subscribers)."""
         if self._auth is None:
             return {}
-        return {"producers": len(self._auth.producers.keys), "subscribers": len(self._auth.subscribers.keys)}
+        counts = {"producers": len(self._auth.producers.keys), "subscribers": len(self._auth.subscribers.keys)}
+        if self._auth.operators is not None:
+            counts["operators"] = len(self._auth.operators.keys)
+        return counts
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,6 +213,16 @@ class Broker:
                 self._proxies[PIPELINE.proxy] = Proxy(ctx, PIPELINE.proxy, pipe_in, pipe_out)
             if cfg.store is not None:
                 self.store = self._store(bridges)
+            if cfg.history is not None:
+                history = self._socket(zmq.ROUTER, recv=True)
+                tune_socket(history)
+                self._bind(HISTORY.role, history, cfg.history, monitor)
+                self.history = HistoryServer(history, self.store, self._published)
+            if cfg.control is not None:
+                control = self._socket(zmq.ROUTER, recv=True)
+                tune_control(control)
+                self._bind(CONTROL.role, control, cfg.control, monitor)
+                self.control = ControlServer(control, self._auth)
             limits = ConnectionLimits(
                 self.endpoints, cfg.max_connections, cfg.max_connections_per_ip, http=cfg.http is not None
             )
@@ -216,6 +236,10 @@ class Broker:
         watch.start()
         if self.store is not None:
             self.store.start()
+        if self.history is not None:
+            self.history.start()
+        if self.control is not None:
+            self.control.start()
         for proxy in self._proxies.values():
             proxy.start()
         self.started_at = time.time()
@@ -343,6 +367,10 @@ class Broker:
         return drained
 
     def _close_all(self, linger_until: float | None = None) -> None:
+        if self.control is not None:
+            self.control.stop()
+        if self.history is not None:  # before the store it reads
+            self.history.stop()
         if self.store is not None:  # before the context goes: the feed closes its own socket
             self.store.stop()
             if self.drained:

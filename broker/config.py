@@ -13,6 +13,7 @@ from typing import Any
 from broker._errors import ConfigError
 from broker._options import ENV_PREFIX, coerce, env_var, from_env, option, service_defaults
 from broker._roles import SOCKETS, socket_of
+from broker._segment import MAX_RECORD
 from fabric._sockets import DEFAULT_MAX_MESSAGE, check_endpoint
 from fabric.topic import MAX_TOPIC
 
@@ -156,6 +157,13 @@ class BrokerConfig:
         metadata=option("public keys (*.key) allowed at the egress and the pipeline", "DIR", group=_CURVE),
     )
     """Directory of subscriber public keys (*.key) allowed at the egress and the pipeline."""
+    curve_operators: str | None = field(
+        default=None,
+        metadata=option(
+            "public keys (*.key) allowed to change levels at --control (operators; default none)", "DIR", group=_CURVE
+        ),
+    )
+    """Directory of operator public keys (*.key) allowed to send level changes to the control endpoint."""
     curve_client_key: str | None = field(
         default=None, metadata=option("this broker's secret key file for --upstream", "FILE", group=_CURVE)
     )
@@ -169,6 +177,17 @@ class BrokerConfig:
         metadata=option("keep every record received in a store in this directory (default off)", "DIR", group=_STORE),
     )
     """Directory of the record store; None (the default) keeps no records."""
+    history: str | None = _socket("history")
+    """Optional ROUTER endpoint answering history queries over the store (conventionally ``tcp://*:5559``)."""
+    control: str | None = _socket("control")
+    """Optional ROUTER endpoint for runtime level changes (conventionally ``tcp://*:5560``); see broker._control."""
+    control_trust_network: bool = field(
+        default=False,
+        metadata=option(
+            "without CurveZMQ, accept level changes at --control from anyone who can reach it (refused by default)"
+        ),
+    )
+    """Accept level changes without CurveZMQ: whoever reaches the control endpoint may change levels."""
     retention_bytes: int = field(
         default=DEFAULT_RETENTION_BYTES,
         metadata=option(
@@ -222,6 +241,11 @@ class BrokerConfig:
             raise ConfigError(f"retention_age must be between 1 second and 100 years, got {self.retention_age}")
         if self.max_message < 1024:
             raise ConfigError(f"max_message must be at least 1024 bytes, got {self.max_message}")
+        if self.max_message > MAX_RECORD:
+            raise ConfigError(
+                f"max_message must be at most {MAX_RECORD} bytes (256 MiB, the largest record the store keeps), "
+                f"got {self.max_message}"
+            )
         server = (self.curve_secret_key, self.curve_producers, self.curve_subscribers)
         if any(v is not None for v in server) and None in server:
             raise ConfigError(
@@ -229,6 +253,7 @@ class BrokerConfig:
                 "(the broker's secret key file and the two allow-list directories); missing: "
                 + ", ".join(n for n, v in zip(_CURVE_SERVER, server, strict=True) if v is None)
             )
+        _check_control(self)
         if (self.curve_client_key is None) != (self.curve_upstream_key is None):
             missing = "curve_client_key" if self.curve_client_key is None else "curve_upstream_key"
             raise ConfigError(
@@ -289,6 +314,37 @@ def _endpoint(name: str, value: object) -> None:
 
 
 _CURVE_SERVER = ("curve_secret_key", "curve_producers", "curve_subscribers")
+
+
+def _check_control(config: BrokerConfig) -> None:
+    """Level control is refused unless operators are authenticated (CURVE) or the network is declared trusted."""
+    if config.curve_operators is not None and not config.curve:
+        raise ConfigError(
+            "curve_operators needs CurveZMQ on: give curve_secret_key, curve_producers and curve_subscribers too"
+        )
+    if config.control is None:
+        if config.curve_operators is not None or config.control_trust_network:
+            raise ConfigError(
+                "curve_operators and control_trust_network are for the control endpoint, which is off: "
+                "set control (e.g. --control tcp://*:5560) or drop them"
+            )
+        return
+    if config.curve and config.curve_operators is None:
+        raise ConfigError(
+            "control with CurveZMQ needs curve_operators: a directory of the public keys (NAME.key) of the "
+            "people and tools allowed to change levels, separate from the producers and subscribers"
+        )
+    if config.curve and config.control_trust_network:
+        raise ConfigError(
+            "control_trust_network is for a broker without CurveZMQ; with CurveZMQ on, curve_operators decides "
+            "who may change levels: drop control_trust_network"
+        )
+    if not config.curve and not config.control_trust_network:
+        raise ConfigError(
+            "control refuses to run in plaintext: anyone who reaches it could change levels. Turn CurveZMQ on "
+            "with curve_operators (docs/security.md), or, on a network you trust, pass --control-trust-network "
+            "(LOGFABRIC_BROKER_CONTROL_TRUST_NETWORK=1)"
+        )
 
 
 def _read_file(path: Path) -> dict[str, Any]:

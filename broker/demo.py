@@ -74,7 +74,7 @@ def run_demo(seconds: float = 4.0, producers: int = 3, store: str | None = None)
     counts: Any = ctx.Manager().dict()
     local = "tcp://127.0.0.1:*"
     where = store or tempfile.mkdtemp(prefix="logfabric-demo-store-")
-    with Broker(pub_ingest=local, push_ingest=local, egress=local, store=where) as broker:
+    with Broker(pub_ingest=local, push_ingest=local, egress=local, store=where, history=local) as broker:
         listener = fabric.ZmqListener(broker.endpoints["egress"], console, Count())
         listener.start()
         time.sleep(0.3)  # let the subscription reach the broker
@@ -99,6 +99,12 @@ def run_demo(seconds: float = 4.0, producers: int = 3, store: str | None = None)
         time.sleep(1.5)  # the store syncs once a second
         listener.stop()
         kept = broker.store.snapshot() if broker.store is not None else None
+        print(f"\nfrom the store (logfabric tail -n 3 --no-follow --history {broker.endpoints['history']}):")
+        with fabric.subscribe(
+            broker.endpoints["egress"], history=broker.endpoints["history"], last=3, follow=False, timeout=5
+        ) as stored:
+            for record in stored:
+                console.handle(record)  # every level: these are the newest records, whatever they are
     if store is None:
         shutil.rmtree(where, ignore_errors=True)
     print("\nproducer  mode  service      sent  dropped  received")

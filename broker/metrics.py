@@ -13,7 +13,11 @@ from prometheus_client.registry import Collector
 
 import fabric
 from broker._connections import REASONS
-from broker._roles import BOUND, EGRESS, INGESTS, OUTPUTS, SOCKETS
+from broker._control import OPS as CONTROL_OPS
+from broker._control import OUTCOMES as CONTROL_OUTCOMES
+from broker._control import ControlServer
+from broker._history import OUTCOMES, HistoryServer
+from broker._roles import EGRESS, INGESTS, OUTPUTS, SERVED, SOCKETS
 from broker._store_feed import StoreFeed
 from broker._store_metrics import store_metrics
 from broker._view import BrokerView
@@ -27,7 +31,7 @@ _FE_FRAMES_IN, _FE_BYTES_IN = 0, 1
 _BE_FRAMES_IN, _BE_FRAMES_OUT, _BE_BYTES_OUT = 4, 6, 7
 _EGRESS = EGRESS.role
 #: Sockets as the metrics list them: the bound ones, then those that connect.
-_MONITORED = BOUND + tuple(s for s in SOCKETS if not s.bound)
+_MONITORED = SERVED + tuple(s for s in SOCKETS if not s.bound)
 
 
 class _BrokerCollector(Collector):
@@ -141,7 +145,7 @@ class _BrokerCollector(Collector):
         )
         if b.config.curve:
             refused = b.auth_refusals()
-            for sock in BOUND:
+            for sock in SERVED:
                 if sock.role in b.endpoints:
                     for reason in AUTH_REASONS:
                         auth_refused.add_metric([sock.role, reason], refused.get((sock.role, reason), 0))
@@ -184,6 +188,60 @@ class _BrokerCollector(Collector):
         store = getattr(b, "store", None)
         if isinstance(store, StoreFeed):
             yield from store_metrics(store.snapshot())
+        history = getattr(b, "history", None)
+        if isinstance(history, HistoryServer):
+            yield from _history_metrics(history)
+        control = getattr(b, "control", None)
+        if isinstance(control, ControlServer):
+            yield from _control_metrics(control)
+
+
+def _control_metrics(control: ControlServer) -> Iterator[Metric]:
+    """The control endpoint's messages by operation and outcome, producers known, loggers changed."""
+    requests = CounterMetricFamily(
+        "logfabric_broker_control_messages",
+        "Control endpoint messages, by op (hello, applied: producers; set, reset, list: operators; other) and "
+        "outcome: ok, or why one was refused (malformed, invalid, forbidden, too_many, rate_limited, busy).",
+        labels=["op", "outcome"],
+    )
+    outcomes = dict(control.outcomes)
+    for op in CONTROL_OPS:
+        for outcome in CONTROL_OUTCOMES:
+            requests.add_metric([op, outcome], outcomes.get((op, outcome), 0))
+    producers = GaugeMetricFamily(
+        "logfabric_broker_control_producers", "Producer processes connected to the control endpoint."
+    )
+    producers.add_metric([], len(control.producers))
+    changed = GaugeMetricFamily(
+        "logfabric_broker_control_changed_loggers", "Loggers with a level change in force, over every service."
+    )
+    changed.add_metric([], control.changed_loggers)
+    unanswered = CounterMetricFamily(
+        "logfabric_broker_control_unanswered",
+        "Producer processes that did not confirm a level change before the operator's answer was due.",
+    )
+    unanswered.add_metric([], control.unanswered)
+    yield from (requests, producers, changed, unanswered)
+
+
+def _history_metrics(history: HistoryServer) -> Iterator[Metric]:
+    """The history endpoint's requests by outcome, and what its answers carried."""
+    requests = CounterMetricFamily(
+        "logfabric_broker_history_requests",
+        "History requests, by outcome: ok, or why one was refused (malformed, version, invalid, too_many, "
+        "no_store, unavailable) or its reply dropped (unread: the client did not read its replies).",
+        labels=["outcome"],
+    )
+    outcomes = dict(history.outcomes)
+    for outcome in OUTCOMES:
+        requests.add_metric([outcome], outcomes.get(outcome, 0))
+    records = CounterMetricFamily("logfabric_broker_history_records_sent", "Stored records sent in history replies.")
+    records.add_metric([], history.records_sent)
+    sent = CounterMetricFamily(
+        "logfabric_broker_history_bytes_sent", "Bytes of stored records sent in history replies."
+    )
+    sent.add_metric([], history.bytes_sent)
+    yield from (requests, records, sent)
 
 
 def registry_for(broker: BrokerView) -> CollectorRegistry:

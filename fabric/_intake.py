@@ -38,6 +38,14 @@ REORDER_WINDOW = 100_000
 _BUCKET_TOP = {0x30 + d: d * 10 + 9 for d in range(9)} | {0x39: 2**31 - 1}
 
 
+#: Streams whose history was delivered, kept until a live record shows the overlap is over.
+_REPLAYED = 100_000
+
+
+class Replayed(list[bytes]):
+    """A message from a broker's history rather than live: one the subscriber may already have received."""
+
+
 class GapNotice(ReceivedRecord):
     """A notice this subscriber made about a producer's sequence: records lost, or tracking restarted.
 
@@ -74,8 +82,13 @@ class Intake:
     rejected), ``filtered`` (valid records outside the filter), ``gaps``
     (records a producer sent that never arrived), ``resyncs`` (streams whose
     sequence went back by more than :data:`REORDER_WINDOW`, so tracking
-    restarted), ``truncated`` (fields cut to fit the limits) and ``errors``
-    (local handler failures).
+    restarted), ``truncated`` (fields cut to fit the limits), ``errors``
+    (local handler failures) and ``duplicates`` (records from a broker's
+    history that were already delivered, or live ones history delivered first).
+
+    A :class:`Replayed` message (from history) whose ``seq`` is not above the
+    highest seen for its stream is dropped; a live record history already
+    delivered is dropped too, until that stream's first new live record.
 
     Gap notices (:class:`GapNotice`) come before the record that revealed them,
     and only for streams the filter wants: a stream's level bucket, logger and
@@ -97,8 +110,9 @@ class Intake:
         self.services = frozenset((services,) if isinstance(services, str) else services)
         self.limits = limits or Limits()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("received", "malformed", "filtered", "gaps", "resyncs", "truncated", "errors"), 0
+            ("received", "malformed", "filtered", "gaps", "resyncs", "truncated", "errors", "duplicates"), 0
         )
+        self._replayed: OrderedDict[int, int] = OrderedDict()  # stream -> highest seq history delivered
         self._subscriptions = subscriptions(self.level, self.loggers, self.services)  # a bad filter raises here
         # hash((producer_id, topic)) -> highest seq seen; the segments of the gap table
         self._probation: OrderedDict[int, int] = OrderedDict()
@@ -135,6 +149,10 @@ class Intake:
         if self.gaps:
             key = hash((decoded.producer_id, topic))  # a fixed-size key, whatever the topic's length
             seq = decoded.seq
+            replayed = type(frames) is Replayed
+            if (replayed or self._replayed) and self._duplicate(key, seq, replayed):
+                self.stats["duplicates"] += 1
+                return []
             protected = self._protected
             last = protected.get(key)
             if last is not None and seq == last + 1:  # the common case: the next record of a known stream
@@ -150,6 +168,28 @@ class Intake:
         self.stats["received"] += 1
         out.append(record)
         return out
+
+    def _duplicate(self, key: int, seq: int, replayed: bool) -> bool:
+        """Whether a record was delivered already (history overlapping live); note what history delivers."""
+        if replayed:
+            last = self._protected.get(key)
+            if last is None:
+                last = self._probation.get(key)
+            if last is not None and seq <= last:
+                return True
+            marks = self._replayed
+            marks[key] = seq
+            marks.move_to_end(key)
+            if len(marks) > _REPLAYED:
+                marks.popitem(last=False)
+            return False
+        high = self._replayed.get(key)
+        if high is None:
+            return False
+        if seq <= high:
+            return True
+        del self._replayed[key]  # the first new live record of this stream: the overlap is over
+        return False
 
     def _track(
         self,

@@ -257,6 +257,13 @@ OPTIONS: tuple[Option, ...] = (
         "handler before dying of it; `False` leaves signals alone",
         expects="true or false",
     ),
+    Option(
+        name="control", annotation="bool | str", default=False, targets=_BOTH,
+        help="take runtime level changes (`logfabric level`) from the broker's control endpoint: `True` is "
+        "the endpoint's host on port 5560, a string the control endpoint itself; levels only, each reverting "
+        "by itself (see Runtime levels)",
+        expects="true or false, or an endpoint (the variable: `1` or an endpoint)", env="LOGFABRIC_CONTROL",
+    ),
 )  # fmt: skip
 
 

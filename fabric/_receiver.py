@@ -23,6 +23,8 @@ from typing import NamedTuple, cast
 import zmq
 
 from fabric import _sockets
+from fabric._catchup import Catchup, LinkWatch
+from fabric._history import HistoryError, When, make_plan
 from fabric._intake import Intake
 from fabric.codec import Limits
 from fabric.curve import CurveKeys, HandshakeWatch, check_not_bound, client_keys
@@ -39,11 +41,12 @@ _diag = logging.getLogger("logfabric.listener")
 
 
 class Setup(NamedTuple):
-    """What the subscriber options make: where to attach, what to do with each message, which keys."""
+    """What the subscriber options make: where to attach, what to do with each message, which keys, what history."""
 
     endpoints: Endpoints
     intake: Intake
     curve: CurveKeys | None
+    catchup: Catchup | None = None
 
 
 def configure(
@@ -60,6 +63,12 @@ def configure(
     curve_server_key: str | os.PathLike[str] | None,
     curve_client_key: str | os.PathLike[str] | None,
     curve_allow_open_key: bool,
+    history: str | list[str] | tuple[str, ...] | None = None,
+    since: When | None = None,
+    until: When | None = None,
+    last: int | None = None,
+    follow: bool = True,
+    resume: bool | None = None,
 ) -> Setup:
     """Check the options a listener and a subscription share; raise ValueError for a bad one.
 
@@ -71,7 +80,26 @@ def configure(
     checked = Endpoints(endpoints, resolver, resolve_interval)
     intake = Intake(level, loggers, services, limits, gaps=sees_whole_stream(mode, bind))
     keys = client_keys(curve_server_key, curve_client_key, allow_open_key=curve_allow_open_key)
-    return Setup(checked, intake, keys)
+    plan = make_plan(
+        endpoints,
+        mode=mode,
+        bind=bind,
+        history=history,
+        since=since,
+        until=until,
+        last=last,
+        follow=follow,
+        resume=resume,
+    )
+    catchup = None
+    if plan is not None:
+        query: dict[str, object] = {
+            "level": intake.level,
+            "loggers": list(intake.loggers),
+            "services": sorted(intake.services),
+        }
+        catchup = Catchup(plan, query, keys, resolver)
+    return Setup(checked, intake, keys, catchup)
 
 
 class Receiver:
@@ -83,13 +111,25 @@ class Receiver:
     """
 
     def __init__(
-        self, endpoints: Endpoints, intake: Intake, mode: str, bind: bool, curve: CurveKeys | None = None
+        self,
+        endpoints: Endpoints,
+        intake: Intake,
+        mode: str,
+        bind: bool,
+        curve: CurveKeys | None = None,
+        catchup: Catchup | None = None,
+        raise_history: bool = True,
     ) -> None:
         self.endpoints = endpoints
         self.intake = intake
         self.mode = mode
         self.bind = bind
         self.curve = curve
+        self.catchup = catchup
+        """History before live records and after reconnects (see :mod:`fabric._catchup`), if asked for."""
+        self.raise_history = raise_history
+        """Whether a first history that fails raises from :meth:`receive` (else it is logged and live goes on)."""
+        self._links: LinkWatch | None = None
         self.sock: zmq.Socket[bytes] | None = None
         """The socket while open."""
         self.interrupted = False
@@ -105,7 +145,9 @@ class Receiver:
         keys = self.curve
 
         def watch(sock: zmq.Socket[bytes]) -> None:  # a refused CURVE handshake is reported, not silent
-            if keys is not None:
+            if self.catchup is not None:
+                self._links = LinkWatch(sock, keys)  # reports refused handshakes too
+            elif keys is not None:
                 self._watch = HandshakeWatch(sock, keys)
 
         try:
@@ -122,6 +164,8 @@ class Receiver:
     def close(self) -> None:
         """Close the socket (pending messages are dropped) and its context; harmless when closed."""
         self._close_watch()
+        if self.catchup is not None:
+            self.catchup.close()
         if self.sock is not None:
             self.sock.close(linger=0)
             self.sock = None
@@ -137,11 +181,19 @@ class Receiver:
         """
         sock = self.sock
         assert sock is not None, "receive() needs an open receiver"
+        catchup = self.catchup
+        if catchup is not None:
+            replayed = self._history(catchup)
+            if replayed is not None or catchup.done:
+                return replayed
         self._count += 1
         if not self._count & (_HOUSEKEEPING_EVERY - 1):  # now and then, even while messages never stop coming
             self.housekeeping()
         try:
-            return sock.recv_multipart(zmq.NOBLOCK)
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+            if catchup is not None:
+                catchup.last_live = time.time()
+            return frames
         except zmq.Again:
             pass
         deadline = None if wait is None else time.monotonic() + wait
@@ -155,11 +207,42 @@ class Receiver:
                 if left <= 0:
                     return None
                 timeout = min(POLL_MS, max(1, math.ceil(left * 1000)))
+            if catchup is not None:
+                replayed = self._history(catchup)
+                if replayed is not None or catchup.done:
+                    return replayed
             if sock.poll(timeout):
                 try:
-                    return sock.recv_multipart(zmq.NOBLOCK)
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     continue
+                if catchup is not None:
+                    catchup.last_live = time.time()
+                return frames
+
+    def _history(self, catchup: Catchup) -> list[bytes] | None:
+        """The next message from history, if history is being read (first, or after a reconnect)."""
+        links = self._links
+        try:
+            if not catchup.started:
+                catchup.begin(links, len(self.endpoints.plain) + len(self.endpoints.connected))
+            if links is not None:
+                if links.waiting():
+                    links.check()
+                catchup.reconnected(links)
+            replayed = catchup.next()
+            if replayed is None and links is not None and links.waiting():
+                # A history read that failed may have outlasted another reconnect: fetch for it before live.
+                links.check()
+                catchup.reconnected(links)
+                replayed = catchup.next()
+            return replayed
+        except (HistoryError, ValueError) as exc:
+            if self.raise_history:
+                raise
+            _diag.warning("history: %s; going on with live records", exc)
+            catchup.close_stream()
+            return None
 
     def take(self) -> list[bytes] | None:
         """Return a message that is already waiting, or None; no housekeeping (for a final drain)."""
@@ -173,6 +256,8 @@ class Receiver:
         """Report refused CURVE handshakes; re-resolve ``dns+tcp://`` names when due, never raising for it."""
         if self._watch is not None:
             self._watch.check()
+        if self._links is not None:
+            self._links.check()
         if time.monotonic() < self.endpoints.next_refresh:
             return
         assert self.sock is not None
@@ -213,6 +298,9 @@ class Receiver:
         return math.inf if hwm <= 0 else float(queues * hwm)
 
     def _close_watch(self) -> None:
+        if self._links is not None:
+            self._links.close()
+            self._links = None
         if self._watch is not None:
             self._watch.close()
             self._watch = None

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fabric._history import parse_time
 from fabric._intake import resolve_level
 from fabric._record import Limits
 from fabric.curve import ENV_ALLOW_OPEN_KEY, ENV_CLIENT_KEY, ENV_SERVER_KEY
@@ -189,6 +190,24 @@ def _optional_text(value: Any) -> Any:
     return value
 
 
+def _when(value: Any) -> Any:
+    if value is not None:
+        parse_time(value)  # ValueError says what a time may be
+    return value
+
+
+def _optional_bool(value: Any) -> Any:
+    if value is not None and not isinstance(value, bool):
+        raise _expect("true, false or null")(value)
+    return value
+
+
+def _history(value: Any) -> Any:
+    if value is None:
+        return None
+    return _strings("history endpoints", '["tcp://broker:5559"]', one=True)(value)
+
+
 def _count(value: Any) -> Any:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise _expect("a whole number of at least 1 or null")(value)
@@ -201,6 +220,8 @@ _LISTENER: frozenset[Target] = frozenset({"listener"})
 _SUBSCRIBE_COMMAND: frozenset[Target] = frozenset({"subscribe", "command"})
 _COMMAND: frozenset[Target] = frozenset({"command"})
 _PATH = "str | os.PathLike[str] | None"
+_WHEN = "str | float | datetime.datetime | None"
+_FROM_PYTHON = "a history option: pass it to ZmqListener or as listen_from_config(..., since=...)"
 
 #: Every subscriber option, in the order the commands list their flags.
 OPTIONS: tuple[Option, ...] = (
@@ -266,6 +287,47 @@ OPTIONS: tuple[Option, ...] = (
         expects="a number of seconds above 0",
         convert=_seconds(optional=True),
         flags=("--timeout",), cli={"type": float, "metavar": "SECONDS"},
+    ),
+    Option(
+        name="last", annotation="int | None", default=None, targets=_ALL,
+        help="first the newest N stored records that match (from the brokers' history)",
+        expects="a whole number of at least 1",
+        convert=_count, not_in_file=_FROM_PYTHON,
+        flags=("-n", "--last"), cli={"type": int, "metavar": "N"},
+    ),
+    Option(
+        name="since", annotation=_WHEN, default=None, targets=_ALL,
+        help="first the stored records from then on: a duration before now (10m, 2h, 90s) or an ISO 8601 time",
+        expects="a duration such as 10m, an ISO 8601 time, seconds since the epoch or a datetime",
+        convert=_when, not_in_file=_FROM_PYTHON,
+        flags=("--since",), cli={"metavar": "WHEN"},
+    ),
+    Option(
+        name="until", annotation=_WHEN, default=None, targets=_SUBSCRIBE_COMMAND,
+        help="stored records before then only, and no live ones (a time as for since)",
+        expects="a time as for since",
+        convert=_when,
+        flags=("--until",), cli={"metavar": "WHEN"},
+    ),
+    Option(
+        name="follow", annotation="bool", default=True, targets=_SUBSCRIBE_COMMAND,
+        help="go on with live records after the history (--no-follow: end after it)",
+        expects="true or false",
+        convert=_bool,
+        flags=("--no-follow",), cli={"action": "store_false"},
+    ),
+    Option(
+        name="history", annotation="str | list[str] | tuple[str, ...] | None", default=None, targets=_ALL,
+        help="the brokers' history endpoints (default: each endpoint's host on port 5559)",
+        expects="an endpoint or a list of endpoints",
+        convert=_history, not_in_file=_FROM_PYTHON,
+        flags=("--history",), cli={"metavar": "EP"},
+    ),
+    Option(
+        name="resume", annotation="bool | None", default=None, targets=_BOTH,
+        help="after a broker restarts, fetch from its history what was missed (None: when history is used)",
+        expects="true, false or null",
+        convert=_optional_bool, not_in_file=_FROM_PYTHON,
     ),
     Option(
         name="mode", annotation="Literal['sub', 'pull']", default="sub", targets=_ALL,

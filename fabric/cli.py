@@ -1,4 +1,4 @@
-"""The ``logfabric`` command's parser and the client side's subcommands (tail, export, keys).
+"""The ``logfabric`` command's parser and the client side's subcommands (tail, export, level, keys).
 
 The client library never imports the broker: the ``logfabric`` console script
 (:func:`broker.command.main`) adds the subcommands that run one (``broker``,
@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Command] | No
     subcommands.add_parser(
         "export", help="export live records over OTLP (see 'logfabric export otlp --help')", add_help=False
     )
+    subcommands.add_parser(
+        "level", help="change a service's logger levels for a while (see 'logfabric level --help')", add_help=False
+    )
 
     keys = subcommands.add_parser("keys", help="CurveZMQ key pairs (see docs/security.md)")
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -62,6 +65,10 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Command] | No
         from fabric.export import main as export_main
 
         return export_main(argv[1:])
+    if argv[:1] == ["level"]:
+        from fabric.level import main as level_main
+
+        return level_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "keys" and args.keys_command == "generate":
         return _generate_keys(args.name, args.dir)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import zmq
 
-from fabric import _dictconfig, _exit, _fork, _options, _producer_options, _sockets, _trace, curve
+from fabric import _control, _dictconfig, _exit, _fork, _options, _producer_options, _sockets, _trace, curve
 from fabric._options import default_service
 from fabric._record import ReceivedRecord
 from fabric._sender import LinkSpec, Sender, merged
@@ -97,10 +97,12 @@ class ZmqHandler(logging.handlers.QueueHandler):
         batch_delay: float = 0.002,
         flush_level: int | str = logging.WARNING,
         flush_on_signal: bool = True,
+        control: bool | str = False,
     ) -> None:
         self.endpoint = _options.check(locals())  # raises fabric.ConfigError for a bad option
         self.curve = curve.client_keys(curve_server_key, curve_client_key, allow_open_key=curve_allow_open_key)
         curve.check_not_bound(self.curve, bind)
+        self._agent = _control.attach(self, control, self.endpoint, bind, self.curve)  # levels from the broker
         super().__init__(None)  # type: ignore[arg-type]  # the socket is our queue
         self.setLevel(level)
         self.mode: Mode = mode
@@ -167,6 +169,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
 
     def _after_fork_in_child(self) -> None:
         _INHERITED.extend(self._sender.forget())
+        if self._agent is not None:
+            _INHERITED.extend(self._agent.forget())
         reopenable = self._reopenable
         self._reset(self.identity.host)
         self._reopenable = reopenable
@@ -187,6 +191,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
             _exit.rejoin_shutdown(self)
         if not self._sender.running:
             self._sender.start()  # opens the socket here: a bad endpoint raises to the caller
+            if self._agent is not None:
+                self._agent.start()
         self._room = self.hwm
         return True
 
@@ -447,6 +453,8 @@ class ZmqHandler(logging.handlers.QueueHandler):
             was_closed, self._closed = self._closed, True
             if not was_closed and self._pid == os.getpid():
                 self._sender.finish(_exit.close_deadline(self.linger), close=True)
+                if self._agent is not None:
+                    self._agent.stop()
             # Closed by logging.shutdown() (dictConfig does that): the next record opens again,
             # unless this handler had been closed by its own close() before.
             self._reopenable = by_shutdown and (self._reopenable or not was_closed)

@@ -38,6 +38,7 @@ def install(
     batch_delay: float = 0.002,
     flush_level: int | str = logging.WARNING,
     flush_on_signal: bool = True,
+    control: bool | str = False,
 ) -> ZmqHandler:
     """Attach a :class:`ZmqHandler` to ``logger`` (default: the root logger) and return it.
 

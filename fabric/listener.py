@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import logging.handlers
 import math
@@ -67,6 +68,16 @@ class ZmqListener(logging.handlers.QueueListener):
         curve_allow_open_key: accept a secret key file that group or others
             may read or write (refused by default; see
             :func:`fabric.curve.check_secret_key_mode`).
+        last, since, history: first the newest ``last`` stored records that
+            match, or those stored since ``since`` (``"10m"``, an ISO 8601
+            time, seconds since the epoch, a datetime), from the brokers'
+            history endpoints (``history``; default: each endpoint's host on
+            port 5559), then live ones: none twice, none missing at the
+            switch. A history that cannot be had is reported on logger
+            ``logfabric.listener`` and live records follow.
+        resume: after a broker restarts (on the same store), fetch from its
+            history what this listener missed meanwhile, so only records the
+            store never got are reported as gaps (default: when history is used).
 
     Attributes:
         stats: ``received``, ``malformed``, ``filtered``, ``gaps``,
@@ -89,6 +100,10 @@ class ZmqListener(logging.handlers.QueueListener):
         level: int | str | None = None,
         loggers: Iterable[str] = (),
         services: Iterable[str] = (),
+        last: int | None = None,
+        since: str | float | datetime.datetime | None = None,
+        history: str | list[str] | tuple[str, ...] | None = None,
+        resume: bool | None = None,
         dispatch: Dispatch = "handlers",
         limits: Limits | None = None,
         resolver: Resolver | None = None,
@@ -129,6 +144,10 @@ class ZmqListener(logging.handlers.QueueListener):
             curve_server_key=curve_server_key,
             curve_client_key=curve_client_key,
             curve_allow_open_key=curve_allow_open_key,
+            history=history,
+            since=since,
+            last=last,
+            resume=resume,
         )
         self._endpoints = setup.endpoints
         self.intake = setup.intake
@@ -136,7 +155,7 @@ class ZmqListener(logging.handlers.QueueListener):
         self.curve = setup.curve
         # The socket is the queue: dequeue() reads it, so the stdlib's queue stays unused.
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)  # type: ignore[arg-type]
-        self._rx = Receiver(self._endpoints, self.intake, mode, bind, self.curve)
+        self._rx = Receiver(self._endpoints, self.intake, mode, bind, self.curve, setup.catchup, raise_history=False)
         self._left: float | None = None  # messages stop() may still read; set when the thread starts draining
         self._handle_until = math.inf  # after this (monotonic) time, stop() counts messages instead
         self._reported: set[tuple[str, type[BaseException]]] = set()

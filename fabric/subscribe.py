@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import time
@@ -12,6 +13,7 @@ from typing import Literal
 import zmq
 
 from fabric import _sockets
+from fabric._catchup import Catchup
 from fabric._intake import GapNotice, Intake
 from fabric._receiver import Receiver, configure
 from fabric.codec import Limits
@@ -27,6 +29,12 @@ def subscribe(
     level: int | str | None = None,
     loggers: Iterable[str] = (),
     services: Iterable[str] = (),
+    last: int | None = None,
+    since: str | float | datetime.datetime | None = None,
+    until: str | float | datetime.datetime | None = None,
+    follow: bool = True,
+    history: str | list[str] | tuple[str, ...] | None = None,
+    resume: bool | None = None,
     mode: Literal["sub", "pull"] = "sub",
     bind: bool = False,
     timeout: float | None = None,
@@ -59,6 +67,19 @@ def subscribe(
     file, for CurveZMQ; ``curve_allow_open_key`` accepts a secret key file that
     group or others may read (see :class:`fabric.ZmqListener`).
 
+    History (a broker run with ``--store`` and ``--history``): ``last=N``
+    first yields the newest N stored records that match, ``since`` those
+    stored from then on (a duration before now such as ``"10m"``, an ISO 8601
+    time, seconds since the epoch or a datetime), ``until`` only those stored
+    before then (and then iteration ends); then live records follow, with
+    none shown twice and none missing at the switch, unless
+    ``follow=False``, which ends iteration after the history. ``history``
+    names the brokers' history endpoints (default: each endpoint's host on
+    port 5559; a ``dns+tcp://`` endpoint asks every broker, merged by time).
+    ``resume`` (default: when history is used) fetches, after a broker comes
+    back, what was missed meanwhile. A first history the brokers cannot
+    give raises :class:`fabric.ConfigError` from iteration, saying why.
+
     Example::
 
         with fabric.subscribe("tcp://127.0.0.1:5558", level="WARNING") as records:
@@ -78,8 +99,14 @@ def subscribe(
         curve_server_key=curve_server_key,
         curve_client_key=curve_client_key,
         curve_allow_open_key=curve_allow_open_key,
+        history=history,
+        since=since,
+        until=until,
+        last=last,
+        follow=follow,
+        resume=resume,
     )
-    return Subscription(setup.endpoints, setup.intake, mode, bind, timeout, curve=setup.curve)
+    return Subscription(setup.endpoints, setup.intake, mode, bind, timeout, curve=setup.curve, catchup=setup.catchup)
 
 
 class Subscription(Iterator[logging.LogRecord]):
@@ -93,11 +120,13 @@ class Subscription(Iterator[logging.LogRecord]):
         bind: bool,
         timeout: float | None,
         curve: CurveKeys | None = None,
+        catchup: Catchup | None = None,
     ) -> None:
         self.intake = intake
         self.timeout = timeout
         self._ready: deque[logging.LogRecord] = deque()
-        self._rx = Receiver(endpoints, intake, mode, bind, curve)  # close() and __del__ work even if opening fails
+        # close() and __del__ work even if opening fails
+        self._rx = Receiver(endpoints, intake, mode, bind, curve, catchup=catchup)
         self._rx.open()
 
     @property
@@ -123,8 +152,12 @@ class Subscription(Iterator[logging.LogRecord]):
             while not ready:
                 if rx.sock is None:
                     raise StopIteration
-                frames = rx.receive(None if deadline is None else deadline - time.monotonic())
-                if frames is None:  # nothing for timeout seconds
+                try:
+                    frames = rx.receive(None if deadline is None else deadline - time.monotonic())
+                except ValueError:  # a history the brokers cannot give: said once, then iteration ends
+                    self.close()
+                    raise
+                if frames is None:  # nothing for timeout seconds, or the end of a history not followed
                     self.close()
                     raise StopIteration
                 ready.extend(self.intake.receive(frames))

@@ -1,4 +1,8 @@
-"""``logfabric tail``: live remote records on a terminal, as text or JSON lines.
+"""``logfabric tail``: remote records on a terminal, as text or JSON lines: stored ones first if asked, then live.
+
+``-n N`` prints the newest N stored records that match, ``--since 10m`` (or an
+ISO 8601 time) those stored from then on, ``--until`` bounds them (and ends
+after them); then live records follow unless ``--no-follow``.
 
 Exit codes: 0 when the tail ends normally (``--count`` reached, Ctrl-C, no
 record for ``--timeout`` seconds, or the reader of stdout went away); 2 for a
@@ -197,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
     except KeyboardInterrupt:
         pass
+    except ConfigError as exc:  # a history the brokers cannot give (no store, no history endpoint)
+        records.close()
+        return _fail(str(exc))
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -34,7 +34,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 #: The namespace the tests imagine the manifests applied to (they set none themselves).
 NAMESPACE = "logging"
 #: BrokerConfig fields that name an endpoint the broker binds, by container port name.
-BOUND_ENDPOINTS = {"pub-ingest": "pub_ingest", "push-ingest": "push_ingest", "egress": "egress"}
+BOUND_ENDPOINTS = {"pub-ingest": "pub_ingest", "push-ingest": "push_ingest", "egress": "egress", "history": "history"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -305,7 +305,7 @@ class TestBrokerSettings:
         """The ports the configured endpoints bind equal the ZMTP containerPorts, and HTTP the http port."""
         config = loaded_config(base_docs)
         ports = container_ports(broker_container(base_docs))
-        assert ports == {"pub-ingest": 5556, "push-ingest": 5557, "egress": 5558, "http": 9102}
+        assert ports == {"pub-ingest": 5556, "push-ingest": 5557, "egress": 5558, "history": 5559, "http": 9102}
         bound = {name: tcp_port(getattr(config, field)) for name, field in BOUND_ENDPOINTS.items()}
         if config.pipeline is not None:
             bound["pipeline"] = tcp_port(config.pipeline)
@@ -501,11 +501,14 @@ class TestServices:
         }
 
     def test_headless_service_for_subscribers(self, base_docs: list[dict[str, Any]]) -> None:
-        """Service logfabric-headless: clusterIP None, ready pods only, the egress port alone."""
+        """Service logfabric-headless: clusterIP None, ready pods only, the egress and history ports."""
         spec = find(base_docs, "Service", "logfabric-headless")["spec"]
         assert spec["clusterIP"] == "None"
         assert spec["publishNotReadyAddresses"] is False
-        assert [(p["name"], p["port"], p["targetPort"]) for p in spec["ports"]] == [("egress", 5558, "egress")]
+        assert [(p["name"], p["port"], p["targetPort"]) for p in spec["ports"]] == [
+            ("egress", 5558, "egress"),
+            ("history", 5559, "history"),
+        ]
 
     @pytest.mark.parametrize("name", ["logfabric", "logfabric-headless"])
     def test_target_ports_exist(self, base_docs: list[dict[str, Any]], name: str) -> None:
@@ -571,7 +574,7 @@ class TestNetworkPolicy:
         [
             pytest.param(PRODUCER, "shop", {"pub-ingest", "push-ingest"}, id="producer elsewhere"),
             pytest.param(PRODUCER, NAMESPACE, {"pub-ingest", "push-ingest"}, id="producer alongside"),
-            pytest.param(SUBSCRIBER, "analytics", {"egress"}, id="subscriber elsewhere"),
+            pytest.param(SUBSCRIBER, "analytics", {"egress", "history"}, id="subscriber elsewhere"),
             pytest.param(None, NAMESPACE, {"egress"}, id="another broker"),
             pytest.param(None, "elsewhere", set(), id="a broker in another namespace"),
             pytest.param(PROMETHEUS, "monitoring", {"http"}, id="prometheus in monitoring"),

@@ -41,7 +41,7 @@ def run_example(name: str, *args: object, timeout: float = 60.0, **env: str) -> 
 def test_every_example_has_a_test_and_a_readme() -> None:
     """Each examples/NN_name folder has main.py, a README.md and a test below."""
     names = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and re.match(r"\d\d_", p.name))
-    assert len(names) == 16
+    assert len(names) == 17
     tested = set(re.findall(r'run_example\(\s*"(\d\d_\w+)"', Path(__file__).read_text()))
     for name in names:
         assert (EXAMPLES / name / "main.py").is_file(), name
@@ -335,3 +335,15 @@ def test_16_listener_process(tmp_path: Path) -> None:
     assert all("listener (for worker " in line for line in everything)
     foo = (tmp_path / "mplog-foo.log").read_text().splitlines()
     assert all(re.search(r" foo(\.\S+)? ", line) for line in foo)
+
+
+def test_17_configuration_server() -> None:
+    """`logfabric level set` turns DEBUG on in both workers of a running service; it expires by itself."""
+    assert run_example("17_configuration_server").splitlines() == [
+        "before: INFO from 2 workers, DEBUG from 0",
+        "logfabric level set shop DEBUG --logger simpleExample --for 2s: exit 0",
+        "applied by 2 process(es):",
+        "during: DEBUG from 2 workers",
+        "each worker says: level of 'simpleExample' back to what it was (expired)",
+        "after: DEBUG from 0 workers",
+    ]
