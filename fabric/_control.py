@@ -34,6 +34,7 @@ import zmq
 from fabric import _control_wire as wire
 from fabric import _sockets, curve
 from fabric._errors import ConfigError
+from fabric._threads import start_daemon
 
 __all__ = ["LEVELS", "Agent", "Levels", "attach", "control_endpoint"]
 
@@ -216,16 +217,14 @@ class Agent:
             return
         self._pid = os.getpid()
         self._ctx = ctx = zmq.Context(io_threads=1)
-        self._thread = threading.Thread(target=self._run, args=(ctx,), name="logfabric-control", daemon=True)
-        self._thread.start()
+        self._thread = start_daemon(self._run, "logfabric-control", (ctx,))  # blocks every signal
 
     def stop(self, revert: bool = True) -> None:
         """End the thread (within a second) and, with ``revert``, put back every level changed."""
         ctx, thread = self._ctx, self._thread
         self._ctx = self._thread = None
         if ctx is not None and self._pid == os.getpid():
-            ender = threading.Thread(target=ctx.term, daemon=True)  # wakes the thread's poll with ETERM
-            ender.start()
+            ender = start_daemon(ctx.term, "logfabric-control-end")  # wakes the thread's poll with ETERM
             ender.join(1.0)
             if thread is not None and thread is not threading.current_thread():
                 thread.join(1.0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ import zmq
 
 from fabric import curve
 from fabric._link import Link, open_link, send
+from fabric._threads import start_daemon
 
 __all__ = ["LinkSpec", "Sender", "merged"]
 
@@ -44,7 +44,6 @@ _WEIGHT = _SLICE // 256
 # Waits on a full socket: first this long, doubling up to _FULL_MAX.
 _FULL_MIN = 0.001
 _FULL_MAX = 0.02
-_SIGNALS = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 _STATS = ("sent", "dropped", "upstream_discarded", "subscriptions_reset", "errors")
 
 
@@ -148,15 +147,7 @@ class Sender:
                 self._poller = None
             self.idle = False  # the new thread looks at the queue before it first sleeps
             self.crashed = False
-            thread = threading.Thread(target=self._run, name="logfabric-sender", daemon=True)
-            # The thread blocks every signal (it inherits this thread's mask at start):
-            # a process-directed SIGTERM must reach a thread that runs Python's handlers
-            # promptly, not this one, which would leave a main thread asleep unwoken.
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-            try:
-                thread.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            thread = start_daemon(self._run, "logfabric-sender")  # blocks every signal (see fabric._threads)
             self.thread = thread
         finally:
             self._starting = False

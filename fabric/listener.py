@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from fabric import _sockets
 from fabric._receiver import Receiver, configure
+from fabric._threads import signals_blocked
 from fabric.codec import Limits
 from fabric.discovery import Resolver
 
@@ -182,7 +183,8 @@ class ZmqListener(logging.handlers.QueueListener):
             raise RuntimeError("this ZmqListener is already started; stop() it first")
         self._rx.open()
         self._left, self._handle_until = None, math.inf
-        super().start()
+        with signals_blocked():  # the thread blocks every signal (see fabric._threads)
+            super().start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop receiving, hand every record that already arrived to the handlers, then close the socket.

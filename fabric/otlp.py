@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from fabric._otlp_mapping import Mapper, MappingLimits, ResourceKey, build_request
 from fabric._otlp_transport import Outcome, Protocol, Transport, open_transport
+from fabric._threads import start_daemon
 from fabric.handler import default_service
 
 __all__ = ["DEFAULT_ENDPOINT", "MappingLimits", "OtlpHandler"]
@@ -212,8 +213,7 @@ class OtlpHandler(logging.Handler):
 
     def _start(self) -> None:
         if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name="logfabric-otlp", daemon=True)
-            self._thread.start()
+            self._thread = start_daemon(self._run, "logfabric-otlp")  # blocks every signal (fabric._threads)
 
     def flush(self) -> None:
         """Send what is queued now and wait (at most ``flush_timeout``) until it has been sent or dropped."""

@@ -250,17 +250,20 @@ def test_a_forked_child_gets_its_own_sender_thread(make_link):
     assert child[0].producer_id != link.capture.named(link.logger.name)[0].producer_id
 
 
-def test_the_sender_thread_blocks_signals_so_the_main_thread_gets_them(make_link):
-    """The sender thread blocks SIGTERM and SIGINT: the kernel hands them to a thread that runs Python's handlers."""
+def _blocked_signals(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+
+
+def test_the_fabrics_threads_block_signals_so_the_main_thread_gets_them(make_link):
+    """The sender and listener threads block SIGTERM, SIGINT, SIGHUP: the kernel hands them to the main thread."""
     link = make_link("push")
     link.logger.info("starts the sender")
     assert link.capture.wait_for(1, name=link.logger.name)
-    thread = link.handler._sender.thread
-    assert thread is not None and thread.native_id is not None
-    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
-    blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        assert blocked & (1 << (signum - 1)), f"the sender thread does not block {signum.name}"
-    main = Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()
-    main_blocked = int(next(line for line in main.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
-    assert not main_blocked & (1 << (signal.SIGTERM - 1)), "starting the sender left SIGTERM blocked in the caller"
+    threads = {"sender": link.handler._sender.thread, "listener": link.listener._thread}
+    for role, thread in threads.items():
+        assert thread is not None and thread.native_id is not None, role
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            assert _blocked_signals(thread) & (1 << (signum - 1)), f"the {role} thread does not block {signum.name}"
+    main = _blocked_signals(threading.main_thread())
+    assert not main & (1 << (signal.SIGTERM - 1)), "starting the threads left SIGTERM blocked in the caller"
