@@ -18,6 +18,7 @@ import zmq
 from fabric import _control, _dictconfig, _exit, _fork, _options, _producer_options, _sockets, _trace, curve
 from fabric._options import default_service
 from fabric._record import ReceivedRecord
+from fabric._room import make_room
 from fabric._sender import LinkSpec, Sender, merged
 from fabric.codec import Codec, Encoder, ProducerIdentity
 from fabric.topic import lead, make_topic
@@ -32,8 +33,6 @@ _INHERITED = _fork.INHERITED
 _PLAIN = logging.LogRecord
 
 _get_ident = threading.get_ident
-# Seconds between looks for room in a full queue, for a call that may wait (send_timeout).
-_ROOM_NAP = 0.001
 # Seconds the sender thread waits for the handler's lock to log through it.
 _SENDER_LOCK_WAIT = 0.05
 
@@ -61,18 +60,10 @@ class ZmqHandler(logging.handlers.QueueHandler):
     :mod:`fabric._exit`).
 
     Attributes:
-        stats: counts for this process: ``sent``, ``queued`` (waiting in
-            memory, for the sender thread, for a peer or a first subscriber),
-            ``dropped`` (the queue was full: ``hwm`` records or ``buffer_bytes``;
-            or left at close), ``oversize``, ``errors`` (formatting, or a
-            failed sender thread), and what peers sent up: ``upstream_discarded``
-            (messages from subscribers that were not subscriptions) and
-            ``subscriptions_reset`` (times a pub handler dropped all its
-            subscribers because their subscriptions exceeded the budget);
-            ``received_not_sent``: records a subscriber received from the
-            fabric that reached this handler (through ``dispatch="loggers"``,
-            say) and were not sent back (relay between brokers with
-            ``--upstream``).
+        stats: counts for this process (``sent``, ``queued``, ``dropped``,
+            ``oversize``, ``errors``, ``upstream_discarded``,
+            ``subscriptions_reset``, ``received_not_sent``): the README's
+            "Delivery and drop accounting" says what each counts.
     """
 
     def __init__(
@@ -117,7 +108,6 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self.batch_delay = batch_delay
         self.flush_level = flush_level
         self._flush_levelno = _options.levelno(flush_level)
-        self._byte_room = buffer_bytes
         self._closed = False
         self._reopenable = False
         self._reset(_socket.gethostname())
@@ -234,9 +224,9 @@ class ZmqHandler(logging.handlers.QueueHandler):
         sender = self._sender
         # Room is made (or waited for) before the record is numbered, so records
         # are queued in the order of their numbers.
-        room = len(self._queue) < self._room and self._put_bytes - sender.taken_bytes + len(body) <= self._byte_room
+        room = len(self._queue) < self._room and self._put_bytes - sender.taken_bytes + len(body) <= self.buffer_bytes
         if not room:
-            room = self._make_room(len(body), self.send_timeout)
+            room = make_room(self, len(body), self.send_timeout)
             entry = self._topics.get(key) or self._topic_entry(key)  # a new identity may have come meanwhile
             sender = self._sender
         self._busy = True
@@ -268,7 +258,7 @@ class ZmqHandler(logging.handlers.QueueHandler):
         later = self._later
         while later and not self._busy:
             entry, body, levelno = later.popleft()
-            room = self._make_room(len(body), 0.0)
+            room = make_room(self, len(body), 0.0)
             self._busy = True
             try:
                 seq = entry[1] + 1
@@ -298,49 +288,9 @@ class ZmqHandler(logging.handlers.QueueHandler):
         self._topics[key] = entry
         return entry
 
-    def _make_room(self, size: int, wait: float) -> bool:
-        """Whether a message of about ``size`` bytes may be queued: start the sender, make or wait for room.
-
-        While a pub handler waits for its first subscriber the oldest queued
-        records are dropped (counted) to make room; otherwise a call waits up
-        to ``wait`` seconds (``send_timeout``) with the handler's lock released,
-        so other threads' calls wait alongside rather than behind it.
-        """
-        if not self._revive():
-            return False
-        if self._room_for(size):
-            return True
-        queue = self._queue
-        if not self._sender.ready:  # waiting for a first subscriber: the newest records are kept
-            while queue and not self._room_for(size):
-                try:
-                    self._put_bytes -= len(queue.popleft())
-                except IndexError:  # the sender took it meanwhile
-                    break
-                self._counts["dropped"] += 1
-            return self._room_for(size)
-        if wait <= 0:
-            return False
-        deadline = time.monotonic() + wait
-        lock = self.lock
-        try:
-            lock.release()  # type: ignore[union-attr]
-        except RuntimeError:  # emit() called without the lock: nothing to let go
-            lock = None
-        try:
-            while not self._room_for(size) and time.monotonic() < deadline:
-                time.sleep(_ROOM_NAP)
-        finally:
-            if lock is not None:
-                lock.acquire()
-        return self._room_for(size)
-
     def _refuse(self, size: int) -> None:
         """Count a numbered record that is not queued: oversize, or no room (closed, full)."""
         self._counts["oversize" if size > self.max_message else "dropped"] += 1
-
-    def _room_for(self, size: int) -> bool:
-        return len(self._queue) < self.hwm and self._put_bytes - self._sender.taken_bytes + size <= self._byte_room
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
         """As ``Handler.handle``; a record logged by this handler's own sender thread never waits for the lock.
