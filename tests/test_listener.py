@@ -297,7 +297,7 @@ class TestLifecycle:
         assert len(link.capture) == 1000, f"stop() discarded {1000 - len(link.capture)} arrived records"
 
     def test_stop_is_prompt_under_a_flood(self, make_link):
-        """stop() returns in < 3 s even while a producer keeps sending."""
+        """stop() returns while a producer keeps sending (it does not wait for the flood to end), in < 5 s."""
         link = make_link("push")
         running = threading.Event()
         running.set()
@@ -314,10 +314,13 @@ class TestLifecycle:
             started = time.monotonic()
             link.listener.stop()
             elapsed = time.monotonic() - started
+            flooding = thread.is_alive()
         finally:
             running.clear()
             thread.join(10)
-        assert elapsed < 3.0, f"stop() took {elapsed:.2f}s under load"
+        assert flooding, "the flood ended before stop() returned: stop() was not tested under load"
+        # stop() hands on what already arrived: at most a full receive queue per connection
+        assert elapsed < 5.0, f"stop() took {elapsed:.2f}s under load"
         assert link.listener._thread is None
 
     def test_with_block_starts_and_stops(self, endpoint, make_handler, make_logger, capture):
