@@ -143,6 +143,8 @@ class Catchup:
         """When the last live record arrived (``time.time()``)."""
         self.opened_at = time.time()
         self._came_back = 0
+        self._pending: float | None = None
+        """Where the resume being read started (cleared once it is read to its end)."""
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._stream: Iterator[tuple[int, bytes]] | None = None
         self._raise = True
@@ -166,6 +168,9 @@ class Catchup:
             return
         self._came_back = links.came_back
         anchor = self.last_live or self.opened_at
+        if self._pending is not None:  # an earlier resume did not finish: start from where it started
+            anchor = min(anchor, self._pending)
+        self._pending = anchor
         since = max(anchor - RESUME_MARGIN, self.opened_at - RESUME_MARGIN)
         self.close_stream()
         self._open(dict(self.query, since=int(since * 1e9)), sync=True, raise_errors=False)
@@ -186,7 +191,7 @@ class Catchup:
             _, frame = next(stream)
             return Replayed([frame])
         except StopIteration:
-            pass
+            self._pending = None  # read to its end: the next reconnect starts from its own last record
         except HistoryError as exc:
             if self._raise:
                 self.close_stream()

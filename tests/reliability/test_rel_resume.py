@@ -77,11 +77,6 @@ def history_of(egress: str, history: str) -> list[str]:
         return [r.getMessage() for r in records if not isinstance(r, fabric.GapNotice)]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, issue 14 open: resume can miss a few records stored just before a SIGKILL "
-    "(14-18 of about 50,000 in loaded runs), found in the CI rehearsal and not yet explained",
-)
 def test_resume_after_sigkill_restarts_reports_only_what_the_store_lost(
     stored_broker: tuple[BrokerProc, str], rel_figure: Callable[[str], None]
 ) -> None:
