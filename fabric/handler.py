@@ -415,9 +415,5 @@ class ZmqHandler(logging.handlers.QueueHandler):
         return f"<{type(self).__name__} {self.mode} {self.endpoint} ({level})>"
 
 
-class _Closed(Exception):
-    """Raised internally when a closed handler is asked to send."""
-
-
 if ZmqHandler.__doc__:  # None under python -OO
     ZmqHandler.__doc__ = _producer_options.fill_docstring(ZmqHandler.__doc__, "handler")
